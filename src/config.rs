@@ -1,0 +1,408 @@
+//! The plugin configuration: parsed once, when Envoy configures the plugin, into a
+//! ready [`Settings`]. Every refusal names the field at fault.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::claims::ClaimsPolicy;
+use crate::guard::Guard;
+use crate::keys::{parse_jwks, Key, KeySet};
+use crate::rules::{Require, Rule, Rules};
+
+/// Shortest secret that does not draw a warning (RFC 7518 §3.2: at least the hash size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The configuration as written, before any checking.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    secret: Option<String>,
+    secret_env: Option<String>,
+    jwks: Option<serde_json::Value>,
+    issuers: Option<Vec<String>>,
+    audiences: Option<Vec<String>>,
+    require_exp: Option<bool>,
+    clock_skew_seconds: Option<u64>,
+    user_claims: Option<Vec<String>>,
+    user_header: Option<String>,
+    realm: Option<String>,
+    max_token_bytes: Option<usize>,
+    allow_cors_preflight: Option<bool>,
+    rules: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    path: String,
+    require: Require,
+}
+
+/// A configuration that cannot be used, and which field is at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field, as a path into the JSON: `rules[1].path`, `jwks.keys[0].x`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid plugin configuration: `{}`: {}",
+            self.field, self.reason
+        )
+    }
+}
+
+/// Everything a filter instance needs, ready to use.
+#[derive(Debug)]
+pub struct Settings {
+    pub guard: Guard,
+    /// Request header that carries the verified user id upstream.
+    pub user_header: String,
+    /// Realm of the `WWW-Authenticate` challenge.
+    pub realm: String,
+    /// Things worth a warning that do not stop the filter; they hold no secret.
+    pub warnings: Vec<String>,
+}
+
+/// Default name of the environment variable holding the HS256 secret.
+pub const DEFAULT_SECRET_ENV: &str = "BETTER_AUTH_SECRET";
+/// Default clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const DEFAULT_CLOCK_SKEW: u64 = 60;
+/// Default header carrying the user id upstream.
+pub const DEFAULT_USER_HEADER: &str = "x-user-id";
+/// Default realm of the challenge.
+pub const DEFAULT_REALM: &str = "jwt-guard";
+/// Default longest token accepted, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+/// Longest token that may be configured (Envoy's default header limit is 60 KiB).
+const MAX_TOKEN_BYTES_LIMIT: usize = 65_536;
+
+/// Parses the plugin configuration. `bytes` may be empty (all defaults); `env` looks up
+/// an environment variable of the VM.
+pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    let raw: Raw = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Raw::default()
+    } else {
+        serde_json::from_slice(bytes).map_err(json_error)?
+    };
+    let mut warnings = Vec::new();
+
+    let keys = keys(&raw, env, &mut warnings)?;
+    let claims = ClaimsPolicy {
+        issuers: non_empty_strings(raw.issuers, "issuers")?,
+        audiences: non_empty_strings(raw.audiences, "audiences")?,
+        require_exp: raw.require_exp.unwrap_or(true),
+        clock_skew: clock_skew(raw.clock_skew_seconds)?,
+        user_claims: user_claims(raw.user_claims)?,
+    };
+    let guard = Guard {
+        rules: rules(raw.rules)?,
+        keys,
+        claims,
+        max_token_bytes: max_token_bytes(raw.max_token_bytes)?,
+        allow_cors_preflight: raw.allow_cors_preflight.unwrap_or(true),
+    };
+
+    Ok(Settings {
+        guard,
+        user_header: user_header(raw.user_header)?,
+        realm: realm(raw.realm)?,
+        warnings,
+    })
+}
+
+/// Names the top-level field a serde error is about, when serde says.
+fn json_error(e: serde_json::Error) -> ConfigError {
+    let text = e.to_string();
+    let field = text
+        .split('`')
+        .nth(1)
+        .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
+        .unwrap_or("(configuration)")
+        .to_owned();
+    ConfigError::new(field, text)
+}
+
+fn keys(
+    raw: &Raw,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<KeySet, ConfigError> {
+    let mut keys = Vec::new();
+
+    let secret = match (&raw.secret, &raw.secret_env) {
+        (Some(secret), _) => Some(("secret", secret.clone())),
+        (None, Some(name)) if name.is_empty() => None,
+        (None, name) => {
+            let name = name.as_deref().unwrap_or(DEFAULT_SECRET_ENV);
+            env(name)
+                .filter(|s| !s.is_empty())
+                .map(|s| ("secret_env", s))
+        }
+    };
+    if let Some((field, secret)) = secret {
+        if secret.len() < MIN_SECRET_BYTES {
+            warnings.push(format!(
+                "`{field}`: the HS256 secret is shorter than {MIN_SECRET_BYTES} bytes"
+            ));
+        }
+        keys.push(
+            Key::from_secret(secret.as_bytes()).map_err(|e| ConfigError::new(field, e.reason))?,
+        );
+    }
+
+    if let Some(document) = &raw.jwks {
+        let parsed = parse_jwks(document)
+            .map_err(|e| ConfigError::new(format!("jwks.{}", e.location), e.reason))?;
+        warnings.extend(
+            parsed
+                .skipped
+                .iter()
+                .map(|note| format!("`jwks.{note}`: skipped")),
+        );
+        keys.extend(parsed.keys);
+    }
+
+    if keys.is_empty() {
+        return Err(ConfigError::new(
+            "secret",
+            "no verification key: set `secret`, the environment variable named by \
+             `secret_env` (default BETTER_AUTH_SECRET), or `jwks`",
+        ));
+    }
+    Ok(KeySet::new(keys))
+}
+
+fn non_empty_strings(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, ConfigError> {
+    let list = list.unwrap_or_default();
+    if let Some(i) = list.iter().position(String::is_empty) {
+        return Err(ConfigError::new(
+            format!("{field}[{i}]"),
+            "must not be empty",
+        ));
+    }
+    Ok(list)
+}
+
+fn clock_skew(seconds: Option<u64>) -> Result<u64, ConfigError> {
+    match seconds.unwrap_or(DEFAULT_CLOCK_SKEW) {
+        s if s > 3600 => Err(ConfigError::new("clock_skew_seconds", "at most 3600")),
+        s => Ok(s),
+    }
+}
+
+fn user_claims(claims: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let claims = match claims {
+        None => return Ok(vec!["sub".into(), "user_id".into()]),
+        Some(c) => c,
+    };
+    if claims.is_empty() {
+        return Err(ConfigError::new(
+            "user_claims",
+            "must name at least one claim",
+        ));
+    }
+    non_empty_strings(Some(claims), "user_claims")
+}
+
+fn rules(rules: Option<Vec<RawRule>>) -> Result<Rules, ConfigError> {
+    let Some(rules) = rules else {
+        return Ok(Rules::default_rules());
+    };
+    let mut compiled = Vec::with_capacity(rules.len());
+    for (i, rule) in rules.iter().enumerate() {
+        compiled.push(
+            Rule::new(&rule.path, rule.require)
+                .map_err(|e| ConfigError::new(format!("rules[{i}].path"), e.0))?,
+        );
+    }
+    Ok(Rules::new(compiled))
+}
+
+fn max_token_bytes(value: Option<usize>) -> Result<usize, ConfigError> {
+    match value.unwrap_or(DEFAULT_MAX_TOKEN_BYTES) {
+        n if (16..=MAX_TOKEN_BYTES_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            "max_token_bytes",
+            "must be between 16 and 65536",
+        )),
+    }
+}
+
+fn user_header(name: Option<String>) -> Result<String, ConfigError> {
+    let name = name
+        .unwrap_or_else(|| DEFAULT_USER_HEADER.into())
+        .to_ascii_lowercase();
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(ConfigError::new("user_header", "not a valid header name"));
+    }
+    if matches!(
+        name.as_str(),
+        "authorization" | "host" | "cookie" | "content-length"
+    ) {
+        return Err(ConfigError::new(
+            "user_header",
+            "may not replace a standard header",
+        ));
+    }
+    Ok(name)
+}
+
+fn realm(realm: Option<String>) -> Result<String, ConfigError> {
+    let realm = realm.unwrap_or_else(|| DEFAULT_REALM.into());
+    if realm.is_empty()
+        || !realm
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err(ConfigError::new(
+            "realm",
+            "printable ASCII without quotes or backslashes",
+        ));
+    }
+    Ok(realm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse_str(json: &str) -> Result<Settings, ConfigError> {
+        parse(json.as_bytes(), &no_env)
+    }
+
+    fn field_of(json: &str) -> String {
+        parse_str(json).unwrap_err().field
+    }
+
+    #[test]
+    fn inline_secret_gives_defaults() {
+        let s = parse_str(&format!(r#"{{"secret":"{SECRET}"}}"#)).unwrap();
+        assert_eq!(s.user_header, "x-user-id");
+        assert_eq!(s.realm, "jwt-guard");
+        assert_eq!(s.guard.claims.clock_skew, 60);
+        assert!(s.guard.claims.require_exp);
+        assert_eq!(s.guard.claims.user_claims, ["sub", "user_id"]);
+        assert_eq!(s.guard.rules, Rules::default_rules());
+        assert_eq!(s.guard.keys.len(), 1);
+        assert!(s.warnings.is_empty());
+    }
+
+    #[test]
+    fn secret_from_default_env_variable() {
+        let env = |name: &str| (name == "BETTER_AUTH_SECRET").then(|| SECRET.to_owned());
+        let s = parse(b"", &env).unwrap();
+        assert_eq!(s.guard.keys.len(), 1);
+    }
+
+    #[test]
+    fn secret_from_named_env_variable() {
+        let env = |name: &str| (name == "MY_SECRET").then(|| SECRET.to_owned());
+        assert!(parse(br#"{"secret_env":"MY_SECRET"}"#, &env).is_ok());
+        assert_eq!(parse(b"{}", &env).unwrap_err().field, "secret");
+    }
+
+    #[test]
+    fn no_key_is_refused() {
+        assert_eq!(field_of("{}"), "secret");
+        assert_eq!(field_of(""), "secret");
+        assert_eq!(field_of(r#"{"jwks":{"keys":[]}}"#), "secret");
+    }
+
+    #[test]
+    fn short_secret_warns_without_printing_it() {
+        let s = parse_str(r#"{"secret":"tiny-secret"}"#).unwrap();
+        assert_eq!(s.warnings.len(), 1);
+        assert!(!s.warnings[0].contains("tiny-secret"));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        assert_eq!(
+            field_of(&format!(r#"{{"secret":"{SECRET}","issuer":"x"}}"#)),
+            "issuer"
+        );
+    }
+
+    #[test]
+    fn bad_json_is_refused() {
+        assert!(parse_str("{not json").is_err());
+        assert!(parse_str("[]").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (r#""clock_skew_seconds":-1"#, "(configuration)"),
+            (r#""clock_skew_seconds":7200"#, "clock_skew_seconds"),
+            (r#""user_claims":[]"#, "user_claims"),
+            (r#""user_claims":["sub",""]"#, "user_claims[1]"),
+            (r#""issuers":[""]"#, "issuers[0]"),
+            (r#""user_header":"x user""#, "user_header"),
+            (r#""user_header":"Authorization""#, "user_header"),
+            (r#""realm":"a\"b""#, "realm"),
+            (r#""max_token_bytes":1"#, "max_token_bytes"),
+            (
+                r#""rules":[{"path":"/api/{u}","require":"token"}]"#,
+                "rules[0].path",
+            ),
+            (
+                r#""rules":[{"path":"/x","require":"admin"}]"#,
+                "(configuration)",
+            ),
+            (
+                r#""jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA"}]}"#,
+                "jwks.keys[0].x",
+            ),
+        ];
+        for (field, expected) in cases {
+            let json = format!(r#"{{"secret":"{SECRET}",{field}}}"#);
+            assert_eq!(field_of(&json), expected, "{json}");
+        }
+    }
+
+    #[test]
+    fn user_header_is_lowercased() {
+        let s = parse_str(&format!(
+            r#"{{"secret":"{SECRET}","user_header":"X-Auth-User"}}"#
+        ));
+        assert_eq!(s.unwrap().user_header, "x-auth-user");
+    }
+
+    #[test]
+    fn empty_secret_env_disables_env_lookup() {
+        let env = |_: &str| Some(SECRET.to_owned());
+        assert_eq!(
+            parse(br#"{"secret_env":""}"#, &env).unwrap_err().field,
+            "secret"
+        );
+    }
+
+    #[test]
+    fn error_display_names_field_without_secret() {
+        let err = parse_str(r#"{"secret":""}"#).unwrap_err();
+        assert_eq!(err.field, "secret");
+        assert!(err.to_string().contains("`secret`"));
+    }
+}

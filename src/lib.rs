@@ -1,0 +1,20 @@
+//! jwt-guard: an Envoy HTTP filter (proxy-wasm) that verifies a bearer JWT and binds
+//! the token's user to a segment of the request path.
+//!
+//! Every decision lives in plain modules that never touch the host: `extract` finds the
+//! token, `token` decodes it, `keys` verifies its signature, `claims` checks what it
+//! says, `path` and `rules` decide what the path needs, `guard` puts them together and
+//! `denial` renders refusals. Only `filter` speaks to Envoy.
+
+pub mod claims;
+pub mod config;
+pub mod denial;
+pub mod extract;
+pub mod guard;
+pub mod keys;
+pub mod path;
+pub mod rules;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
