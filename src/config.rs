@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::claims::ClaimsPolicy;
 use crate::guard::Guard;
 use crate::keys::{parse_jwks, Key, KeySet};
+use crate::remote::RemoteJwks;
 use crate::rules::{Require, Rule, Rules};
 
 /// Shortest secret that does not draw a warning (RFC 7518 §3.2: at least the hash size).
@@ -30,6 +31,38 @@ struct Raw {
     max_token_bytes: Option<usize>,
     allow_cors_preflight: Option<bool>,
     rules: Option<Vec<RawRule>>,
+    remote_jwks: Option<RawRemote>,
+    better_auth: Option<RawBetterAuth>,
+}
+
+/// `remote_jwks`: a JWKS fetched through an Envoy cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    cluster: String,
+    authority: Option<String>,
+    path: String,
+    #[serde(flatten)]
+    timing: RawTiming,
+}
+
+/// `better_auth`: a Better Auth server, from which the JWKS location, the issuer and
+/// the audience follow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBetterAuth {
+    base_url: String,
+    cluster: String,
+    jwks_path: Option<String>,
+    #[serde(flatten)]
+    timing: RawTiming,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTiming {
+    timeout_ms: Option<u64>,
+    refresh_seconds: Option<u64>,
+    min_refetch_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +107,8 @@ pub struct Settings {
     pub user_header: String,
     /// Realm of the `WWW-Authenticate` challenge.
     pub realm: String,
+    /// The remote JWKS, if one is configured.
+    pub remote: Option<RemoteJwks>,
     /// Things worth a warning that do not stop the filter; they hold no secret.
     pub warnings: Vec<String>,
 }
@@ -94,17 +129,18 @@ const MAX_TOKEN_BYTES_LIMIT: usize = 65_536;
 /// Parses the plugin configuration. `bytes` may be empty (all defaults); `env` looks up
 /// an environment variable of the VM.
 pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-    let raw: Raw = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let mut raw: Raw = if bytes.iter().all(u8::is_ascii_whitespace) {
         Raw::default()
     } else {
         serde_json::from_slice(bytes).map_err(json_error)?
     };
     let mut warnings = Vec::new();
 
-    let keys = keys(&raw, env, &mut warnings)?;
+    let (remote, implied) = remote(raw.remote_jwks.take(), raw.better_auth.take())?;
+    let keys = keys(&raw, env, remote.is_some(), &mut warnings)?;
     let claims = ClaimsPolicy {
-        issuers: non_empty_strings(raw.issuers, "issuers")?,
-        audiences: non_empty_strings(raw.audiences, "audiences")?,
+        issuers: non_empty_strings(raw.issuers.or_else(|| implied.clone()), "issuers")?,
+        audiences: non_empty_strings(raw.audiences.or(implied), "audiences")?,
         require_exp: raw.require_exp.unwrap_or(true),
         clock_skew: clock_skew(raw.clock_skew_seconds)?,
         user_claims: user_claims(raw.user_claims)?,
@@ -121,6 +157,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Setti
         guard,
         user_header: user_header(raw.user_header)?,
         realm: realm(raw.realm)?,
+        remote,
         warnings,
     })
 }
@@ -140,6 +177,7 @@ fn json_error(e: serde_json::Error) -> ConfigError {
 fn keys(
     raw: &Raw,
     env: &dyn Fn(&str) -> Option<String>,
+    remote: bool,
     warnings: &mut Vec<String>,
 ) -> Result<KeySet, ConfigError> {
     let mut keys = Vec::new();
@@ -177,14 +215,138 @@ fn keys(
         keys.extend(parsed.keys);
     }
 
-    if keys.is_empty() {
+    if keys.is_empty() && !remote {
         return Err(ConfigError::new(
             "secret",
             "no verification key: set `secret`, the environment variable named by \
-             `secret_env` (default BETTER_AUTH_SECRET), or `jwks`",
+             `secret_env` (default BETTER_AUTH_SECRET), `jwks`, `remote_jwks` or \
+             `better_auth`",
         ));
     }
     Ok(KeySet::new(keys))
+}
+
+/// Default JWKS path of Better Auth's `jwt` plugin, under its base URL.
+pub const BETTER_AUTH_JWKS_PATH: &str = "/api/auth/jwks";
+/// Default time limit of a JWKS fetch.
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+/// Default interval between JWKS refreshes.
+pub const DEFAULT_REFRESH_SECONDS: u64 = 300;
+/// Default least interval between fetches caused by unknown key ids.
+pub const DEFAULT_MIN_REFETCH_SECONDS: u64 = 10;
+
+/// The remote JWKS, and the issuer/audience list a Better Auth base URL implies.
+fn remote(
+    remote: Option<RawRemote>,
+    better_auth: Option<RawBetterAuth>,
+) -> Result<(Option<RemoteJwks>, Option<Vec<String>>), ConfigError> {
+    match (remote, better_auth) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "remote_jwks",
+            "set either `remote_jwks` or `better_auth`, not both",
+        )),
+        (None, None) => Ok((None, None)),
+        (Some(r), None) => {
+            let authority = r.authority.unwrap_or_else(|| r.cluster.clone());
+            let remote = remote_jwks("remote_jwks", r.cluster, authority, r.path, r.timing)?;
+            Ok((Some(remote), None))
+        }
+        (None, Some(b)) => {
+            let (authority, prefix) = split_base_url(&b.base_url)
+                .ok_or_else(|| ConfigError::new("better_auth.base_url", "not an http(s) URL"))?;
+            let path = match b.jwks_path {
+                Some(path) => path,
+                None => format!("{prefix}{BETTER_AUTH_JWKS_PATH}"),
+            };
+            let remote = remote_jwks("better_auth", b.cluster, authority, path, b.timing)?;
+            let issuer = b.base_url.trim_end_matches('/').to_owned();
+            Ok((Some(remote), Some(vec![issuer])))
+        }
+    }
+}
+
+fn remote_jwks(
+    field: &str,
+    cluster: String,
+    authority: String,
+    path: String,
+    timing: RawTiming,
+) -> Result<RemoteJwks, ConfigError> {
+    if cluster.is_empty() {
+        return Err(ConfigError::new(
+            format!("{field}.cluster"),
+            "must not be empty",
+        ));
+    }
+    if authority.is_empty()
+        || authority
+            .bytes()
+            .any(|b| b <= b' ' || b == b'/' || b >= 0x7f)
+    {
+        return Err(ConfigError::new(
+            format!("{field}.authority"),
+            "not a host[:port]",
+        ));
+    }
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+        let name = if field == "better_auth" {
+            "jwks_path"
+        } else {
+            "path"
+        };
+        return Err(ConfigError::new(
+            format!("{field}.{name}"),
+            "must be a path starting with '/'",
+        ));
+    }
+    let timeout_ms = timing.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
+    if !(100..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            format!("{field}.timeout_ms"),
+            "between 100 and 60000",
+        ));
+    }
+    let refresh = timing.refresh_seconds.unwrap_or(DEFAULT_REFRESH_SECONDS);
+    if !(1..=86_400).contains(&refresh) {
+        return Err(ConfigError::new(
+            format!("{field}.refresh_seconds"),
+            "between 1 and 86400",
+        ));
+    }
+    let min_refetch = timing
+        .min_refetch_seconds
+        .unwrap_or(DEFAULT_MIN_REFETCH_SECONDS);
+    if min_refetch > 3600 {
+        return Err(ConfigError::new(
+            format!("{field}.min_refetch_seconds"),
+            "at most 3600",
+        ));
+    }
+    Ok(RemoteJwks {
+        cluster,
+        authority,
+        path,
+        timeout_ms,
+        refresh_ms: refresh * 1000,
+        min_refetch_ms: min_refetch * 1000,
+    })
+}
+
+/// Splits `http(s)://host[:port][/prefix]` into the authority and the path prefix
+/// (without a trailing `/`).
+fn split_base_url(url: &str) -> Option<(String, String)> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let bad = |b: u8| b <= b' ' || b >= 0x7f || b"?#@\\".contains(&b);
+    if authority.is_empty() || authority.bytes().any(bad) || path.bytes().any(bad) {
+        return None;
+    }
+    Some((authority.to_owned(), path.trim_end_matches('/').to_owned()))
 }
 
 fn non_empty_strings(list: Option<Vec<String>>, field: &str) -> Result<Vec<String>, ConfigError> {
@@ -379,6 +541,74 @@ mod tests {
         for (field, expected) in cases {
             let json = format!(r#"{{"secret":"{SECRET}",{field}}}"#);
             assert_eq!(field_of(&json), expected, "{json}");
+        }
+    }
+
+    #[test]
+    fn better_auth_implies_jwks_issuer_and_audience() {
+        let s =
+            parse_str(r#"{"better_auth":{"base_url":"https://auth.example.com/","cluster":"ba"}}"#)
+                .unwrap();
+        let remote = s.remote.unwrap();
+        assert_eq!(remote.cluster, "ba");
+        assert_eq!(remote.authority, "auth.example.com");
+        assert_eq!(remote.path, "/api/auth/jwks");
+        assert_eq!(remote.timeout_ms, 5000);
+        assert_eq!(remote.refresh_ms, 300_000);
+        assert_eq!(s.guard.claims.issuers, ["https://auth.example.com"]);
+        assert_eq!(s.guard.claims.audiences, ["https://auth.example.com"]);
+        assert!(s.guard.keys.is_empty());
+    }
+
+    #[test]
+    fn better_auth_overrides() {
+        let s = parse_str(
+            r#"{"better_auth":{"base_url":"http://127.0.0.1:3000/auth","cluster":"ba",
+                "refresh_seconds":60,"timeout_ms":800},
+                "issuers":["other"],"audiences":[]}"#,
+        )
+        .unwrap();
+        let remote = s.remote.unwrap();
+        assert_eq!(remote.authority, "127.0.0.1:3000");
+        assert_eq!(remote.path, "/auth/api/auth/jwks");
+        assert_eq!((remote.refresh_ms, remote.timeout_ms), (60_000, 800));
+        assert_eq!(s.guard.claims.issuers, ["other"]);
+        assert!(s.guard.claims.audiences.is_empty());
+    }
+
+    #[test]
+    fn remote_jwks_fields_are_checked() {
+        let ok = r#"{"remote_jwks":{"cluster":"idp","path":"/jwks.json"}}"#;
+        assert_eq!(parse_str(ok).unwrap().remote.unwrap().authority, "idp");
+        let cases = [
+            (
+                r#"{"remote_jwks":{"cluster":"idp","path":"jwks"}}"#,
+                "remote_jwks.path",
+            ),
+            (
+                r#"{"remote_jwks":{"cluster":"","path":"/j"}}"#,
+                "remote_jwks.cluster",
+            ),
+            (
+                r#"{"remote_jwks":{"cluster":"i","path":"/j","timeout_ms":1}}"#,
+                "remote_jwks.timeout_ms",
+            ),
+            (
+                r#"{"remote_jwks":{"cluster":"i","path":"/j","refresh_seconds":0}}"#,
+                "remote_jwks.refresh_seconds",
+            ),
+            (
+                r#"{"better_auth":{"base_url":"ftp://x","cluster":"c"}}"#,
+                "better_auth.base_url",
+            ),
+            (
+                r#"{"better_auth":{"base_url":"http://x","cluster":"c"},
+                    "remote_jwks":{"cluster":"i","path":"/j"}}"#,
+                "remote_jwks",
+            ),
+        ];
+        for (json, field) in cases {
+            assert_eq!(field_of(json), field, "{json}");
         }
     }
 

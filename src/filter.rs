@@ -1,51 +1,68 @@
 //! The Envoy shell: adapts proxy-wasm host calls to the guard and back. It makes no
 //! decision of its own and never logs a header value, a claim or a key.
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::{self, Settings};
 use crate::denial::{self, Denial};
 use crate::guard::{Allowed, Request};
+use crate::keys::KeySet;
+use crate::remote::{self, FetchState, Reason, RemoteJwks};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
+        Box::new(Root { id, shared: None })
+    });
 }}
 
-/// Counter ids, defined once per VM; Envoy shows them under `wasmcustom.`.
+/// Tick period while requests wait for keys, and otherwise.
+const FAST_TICK: Duration = Duration::from_millis(20);
+const SLOW_TICK: Duration = Duration::from_millis(1000);
+
+/// Counter and gauge ids, defined once per VM; Envoy shows them under `wasmcustom.`.
 struct Metrics {
     allowed: Option<u32>,
     denied: Vec<(Denial, Option<u32>)>,
+    fetch_ok: Option<u32>,
+    fetch_failed: Option<u32>,
+    kid_refetch: Option<u32>,
+    jwks_keys: Option<u32>,
 }
 
 impl Metrics {
-    fn define() -> Metrics {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+    fn define(remote: bool) -> Metrics {
+        let define = |kind, name: &str| hostcalls::define_metric(kind, name).ok();
+        let counter = |name: &str| define(MetricType::Counter, name);
+        let remote_counter = |name: &str| if remote { counter(name) } else { None };
         Metrics {
             allowed: counter("jwt_guard.allowed"),
             denied: denial::ALL
                 .iter()
                 .map(|d| (*d, counter(&format!("jwt_guard.denied.{}", d.code()))))
                 .collect(),
+            fetch_ok: remote_counter("jwt_guard.jwks.fetch_ok"),
+            fetch_failed: remote_counter("jwt_guard.jwks.fetch_failed"),
+            kid_refetch: remote_counter("jwt_guard.jwks.kid_refetch"),
+            jwks_keys: if remote {
+                define(MetricType::Gauge, "jwt_guard.jwks.keys")
+            } else {
+                None
+            },
         }
     }
 
-    fn count_allowed(&self) {
-        increment(self.allowed);
-    }
-
-    fn count_denied(&self, denial: Denial) {
-        let id = self
-            .denied
+    fn denied(&self, denial: Denial) -> Option<u32> {
+        self.denied
             .iter()
             .find(|(d, _)| *d == denial)
-            .and_then(|(_, id)| *id);
-        increment(id);
+            .and_then(|(_, id)| *id)
     }
 }
 
@@ -56,26 +73,341 @@ fn increment(id: Option<u32>) {
     }
 }
 
-/// One per VM (worker): holds the parsed settings all requests share.
-#[derive(Default)]
-struct Root {
-    shared: Option<Rc<Shared>>,
+/// Milliseconds since the epoch; if the host clock fails, a time at which every token
+/// with an expiry has expired.
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(u64::MAX, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
+/// A request's facts, owned, so that it can wait for keys.
+struct Facts {
+    method: Vec<u8>,
+    path: Vec<u8>,
+    authorization: Vec<Vec<u8>>,
+    has_origin: bool,
+    has_cors_request_method: bool,
+}
+
+impl Facts {
+    fn read(headers: Vec<(String, Vec<u8>)>) -> Facts {
+        let mut facts = Facts {
+            method: Vec::new(),
+            path: Vec::new(),
+            authorization: Vec::new(),
+            has_origin: false,
+            has_cors_request_method: false,
+        };
+        for (name, value) in headers {
+            match name.as_str() {
+                ":method" => facts.method = value,
+                ":path" => facts.path = value,
+                "authorization" => facts.authorization.push(value),
+                "origin" => facts.has_origin = true,
+                "access-control-request-method" => facts.has_cors_request_method = true,
+                _ => {}
+            }
+        }
+        facts
+    }
+}
+
+/// What to do with a request now.
+enum Decision {
+    Allow(Option<String>),
+    Deny(Denial),
+    /// Wait for the remote key set to be fetched for this reason.
+    Wait(Reason),
+}
+
+/// A request paused until keys arrive or its deadline passes.
+struct Waiting {
+    context_id: u32,
+    facts: Facts,
+    reason: Reason,
+    deadline: u64,
+}
+
+/// The keys fetched from the remote JWKS, as this worker last saw them.
+#[derive(Default)]
+struct Fetched {
+    keys: Rc<KeySet>,
+    version: u64,
+    loaded: bool,
+    waiting: Vec<Waiting>,
+}
+
+/// State of one VM (worker) shared by its root and stream contexts.
 struct Shared {
     settings: Settings,
     metrics: Metrics,
+    fetched: RefCell<Fetched>,
 }
 
-impl Context for Root {}
+impl Shared {
+    /// Decides on `facts` with the keys at hand.
+    fn decide(&self, facts: &Facts, can_wait: bool) -> Decision {
+        let authorization: Vec<&[u8]> = facts.authorization.iter().map(Vec::as_slice).collect();
+        let request = Request {
+            method: &facts.method,
+            path: &facts.path,
+            authorization: &authorization,
+            has_origin: facts.has_origin,
+            has_cors_request_method: facts.has_cors_request_method,
+        };
+        let (keys, loaded) = {
+            let fetched = self.fetched.borrow();
+            (Rc::clone(&fetched.keys), fetched.loaded)
+        };
+
+        match self.settings.guard.check(&request, &keys, now_ms() / 1000) {
+            Ok(Allowed::Anonymous) => Decision::Allow(None),
+            Ok(Allowed::User(identity)) => Decision::Allow(Some(identity.user)),
+            Err(Denial::UnknownKey) if self.settings.remote.is_some() => match (can_wait, loaded) {
+                (true, true) => Decision::Wait(Reason::UnknownKid),
+                (true, false) => Decision::Wait(Reason::Scheduled),
+                (false, true) => Decision::Deny(Denial::UnknownKey),
+                (false, false) => Decision::Deny(Denial::KeysUnavailable),
+            },
+            Err(denial) => Decision::Deny(denial),
+        }
+    }
+
+    /// Carries out an allow or a deny on the current effective context. Returns whether
+    /// the request goes on.
+    fn apply(&self, decision: Decision) -> bool {
+        let denial = match decision {
+            Decision::Allow(user) => {
+                let header = &self.settings.user_header;
+                let set = match &user {
+                    Some(user) => {
+                        hostcalls::set_map_value(MapType::HttpRequestHeaders, header, Some(user))
+                    }
+                    None => Ok(()),
+                };
+                if set.is_ok() {
+                    log::debug!("jwt-guard: allowed");
+                    increment(self.metrics.allowed);
+                    return true;
+                }
+                Denial::MissingUser
+            }
+            Decision::Deny(denial) => denial,
+            Decision::Wait(_) => Denial::KeysUnavailable,
+        };
+
+        log::debug!("jwt-guard: denied: {}", denial.code());
+        increment(self.metrics.denied(denial));
+        let reply = denial::reply(denial, &self.settings.realm);
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let sent =
+            hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
+        if let Err(status) = sent {
+            log::error!("jwt-guard: could not send the local reply: {status:?}");
+        }
+        false
+    }
+
+    /// Loads the published key set if it changed; returns the shared fetch state.
+    fn sync(&self, remote: &RemoteJwks) -> FetchState {
+        let state_key = remote.shared_key("state");
+        let (bytes, _) = hostcalls::get_shared_data(&state_key).unwrap_or((None, None));
+        let state = FetchState::decode(bytes.as_deref());
+        if state.version == self.fetched.borrow().version {
+            return state;
+        }
+        let published = hostcalls::get_shared_data(&remote.shared_key("keys"))
+            .ok()
+            .and_then(|(body, _)| body)
+            .map(|body| remote::parse_body(&body));
+        if let Some(Ok(parsed)) = published {
+            self.install(KeySet::new(parsed.keys), state.version);
+        }
+        state
+    }
+
+    fn install(&self, keys: KeySet, version: u64) {
+        if let Some(id) = self.metrics.jwks_keys {
+            let _ = hostcalls::record_metric(id, keys.len() as u64);
+        }
+        let mut fetched = self.fetched.borrow_mut();
+        fetched.keys = Rc::new(keys);
+        fetched.version = version;
+        fetched.loaded = true;
+    }
+
+    /// Updates the shared fetch state with `change`, retrying on a lost race. Returns
+    /// the state written, or `None` when `change` declined.
+    fn update_state(
+        &self,
+        remote: &RemoteJwks,
+        change: impl Fn(&FetchState) -> Option<FetchState>,
+    ) -> Option<FetchState> {
+        let key = remote.shared_key("state");
+        for _ in 0..8 {
+            let (bytes, cas) = hostcalls::get_shared_data(&key).ok()?;
+            let next = change(&FetchState::decode(bytes.as_deref()))?;
+            if hostcalls::set_shared_data(&key, Some(&next.encode()), cas).is_ok() {
+                return Some(next);
+            }
+        }
+        None
+    }
+
+    /// Starts a fetch for `reason` if no worker is fetching and the reason allows one
+    /// now. Must run in the root context, which receives the response.
+    fn try_fetch(&self, remote: &RemoteJwks, reason: Reason) {
+        let now = now_ms();
+        if self
+            .update_state(remote, |state| state.begin(now, reason, remote))
+            .is_none()
+        {
+            return;
+        }
+        if reason == Reason::UnknownKid {
+            increment(self.metrics.kid_refetch);
+        }
+        let headers = vec![
+            (":method", "GET"),
+            (":path", remote.path.as_str()),
+            (":authority", remote.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(remote.timeout_ms);
+        if let Err(status) =
+            hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout)
+        {
+            let error = format!(
+                "cannot dispatch to cluster '{}': {status:?}",
+                remote.cluster
+            );
+            self.fetch_failed(remote, &error);
+        }
+    }
+
+    fn fetch_failed(&self, remote: &RemoteJwks, error: &str) {
+        increment(self.metrics.fetch_failed);
+        let now = now_ms();
+        let state = self.update_state(remote, |state| Some(state.failed(now, remote)));
+        let failures = state.map_or(1, |s| s.failures);
+        if failures == 1 {
+            log::warn!(
+                "jwt-guard: JWKS fetch from cluster '{}' failed: {error}; keeping the last good \
+                 keys (further failures in this streak are logged at debug)",
+                remote.cluster
+            );
+        } else {
+            log::debug!("jwt-guard: JWKS fetch failed again ({failures} in a row): {error}");
+        }
+    }
+
+    fn fetch_done(&self, remote: &RemoteJwks, body_size: usize) {
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let body = if body_size > remote::MAX_JWKS_BYTES {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let checked = if body_size > remote::MAX_JWKS_BYTES {
+            Err(remote::FetchError::TooLarge)
+        } else {
+            remote::check_response(status.as_deref(), &body)
+        };
+
+        match checked {
+            Ok(parsed) => {
+                let _ = hostcalls::set_shared_data(&remote.shared_key("keys"), Some(&body), None);
+                let now = now_ms();
+                let previous = FetchState::decode(
+                    hostcalls::get_shared_data(&remote.shared_key("state"))
+                        .ok()
+                        .and_then(|(bytes, _)| bytes)
+                        .as_deref(),
+                );
+                let state = self.update_state(remote, |state| Some(state.succeeded(now, remote)));
+                increment(self.metrics.fetch_ok);
+                if previous.failures > 0 {
+                    log::info!(
+                        "jwt-guard: JWKS fetch recovered after {} failure(s)",
+                        previous.failures
+                    );
+                }
+                for note in &parsed.skipped {
+                    log::debug!("jwt-guard: fetched JWKS: {note}: skipped");
+                }
+                let version = state.map_or(u64::MAX, |s| s.version);
+                log::info!("jwt-guard: JWKS loaded with {} key(s)", parsed.keys.len());
+                self.install(KeySet::new(parsed.keys), version);
+            }
+            Err(error) => self.fetch_failed(remote, &error.to_string()),
+        }
+    }
+
+    /// Decides the waiting requests that can be decided: keys changed, no fetch is
+    /// under way any more, or their deadline passed.
+    fn resolve_waiting(&self, state: &FetchState, keys_changed: bool) {
+        let now = now_ms();
+        let waiting = std::mem::take(&mut self.fetched.borrow_mut().waiting);
+        let mut still = Vec::new();
+        for request in waiting {
+            if !keys_changed && state.fetching(now) && now < request.deadline {
+                still.push(request);
+                continue;
+            }
+            if hostcalls::set_effective_context(request.context_id).is_err() {
+                continue; // the stream is gone
+            }
+            if self.apply(self.decide(&request.facts, false)) {
+                let _ = hostcalls::resume_http_request();
+            }
+        }
+        let mut fetched = self.fetched.borrow_mut();
+        still.append(&mut fetched.waiting);
+        fetched.waiting = still;
+        let period = if fetched.waiting.is_empty() {
+            SLOW_TICK
+        } else {
+            FAST_TICK
+        };
+        drop(fetched);
+        let _ = hostcalls::set_tick_period(period);
+    }
+}
+
+/// One per VM (worker): parses the configuration and drives the JWKS fetches.
+struct Root {
+    id: u32,
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body: usize, _: usize) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(remote) = shared.settings.remote.as_ref() else {
+            return;
+        };
+        shared.fetch_done(remote, body);
+        let state = shared.sync(remote);
+        shared.resolve_waiting(&state, true);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        ) {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
                 log::error!("jwt-guard: cannot read the plugin configuration: {status:?}");
@@ -83,31 +415,71 @@ impl RootContext for Root {
             }
         };
         let env = |name: &str| std::env::var(name).ok();
-        match config::parse(&bytes, &env) {
-            Ok(settings) => {
-                for warning in &settings.warnings {
-                    log::warn!("jwt-guard: {warning}");
-                }
-                log::info!(
-                    "jwt-guard: configured with {} key(s)",
-                    settings.guard.keys.len()
-                );
-                self.shared = Some(Rc::new(Shared {
-                    settings,
-                    metrics: Metrics::define(),
-                }));
-                true
-            }
+        let settings = match config::parse(&bytes, &env) {
+            Ok(settings) => settings,
             Err(error) => {
                 log::error!("jwt-guard: {error}");
-                false
+                return false;
             }
+        };
+        for warning in &settings.warnings {
+            log::warn!("jwt-guard: {warning}");
         }
+        match &settings.remote {
+            Some(remote) => log::info!(
+                "jwt-guard: configured with {} key(s) and a JWKS from cluster '{}'",
+                settings.guard.keys.len(),
+                remote.cluster
+            ),
+            None => log::info!(
+                "jwt-guard: configured with {} key(s)",
+                settings.guard.keys.len()
+            ),
+        }
+        if settings.remote.is_some() {
+            // The first tick fetches the keys; requests that need them wait for it.
+            let _ = hostcalls::set_tick_period(FAST_TICK);
+        }
+        let metrics = Metrics::define(settings.remote.is_some());
+        self.shared = Some(Rc::new(Shared {
+            settings,
+            metrics,
+            fetched: RefCell::new(Fetched::default()),
+        }));
+        true
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_tick(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(remote) = shared.settings.remote.as_ref() else {
+            return;
+        };
+        let _ = hostcalls::set_effective_context(self.id);
+
+        let version = shared.fetched.borrow().version;
+        shared.try_fetch(remote, Reason::Scheduled);
+        let wants_refetch = shared
+            .fetched
+            .borrow()
+            .waiting
+            .iter()
+            .any(|w| w.reason == Reason::UnknownKid);
+        if wants_refetch {
+            shared.try_fetch(remote, Reason::UnknownKid);
+        }
+        let state = shared.sync(remote);
+        let changed = shared.fetched.borrow().version != version;
+        shared.resolve_waiting(&state, changed);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Stream { shared }))
+        Some(Box::new(Stream {
+            id: context_id,
+            shared,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -117,19 +489,26 @@ impl RootContext for Root {
 
 /// One per request.
 struct Stream {
+    id: u32,
     shared: Rc<Shared>,
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut fetched) = self.shared.fetched.try_borrow_mut() {
+            fetched.waiting.retain(|w| w.context_id != self.id);
+        }
+        true
+    }
+}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
 
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) => headers,
-            Err(_) => return self.deny(Denial::InvalidAuthorization),
+        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+            return self.finish(Decision::Deny(Denial::InvalidAuthorization));
         };
         // The upstream must only ever see the user header this filter sets.
         if headers
@@ -138,69 +517,43 @@ impl HttpContext for Stream {
             && hostcalls::set_map_value(MapType::HttpRequestHeaders, &settings.user_header, None)
                 .is_err()
         {
-            return self.deny(Denial::InvalidAuthorization);
+            return self.finish(Decision::Deny(Denial::InvalidAuthorization));
         }
 
-        let header = |wanted: &str| headers.iter().find(|(n, _)| n == wanted).map(|(_, v)| v);
-        let authorization: Vec<&[u8]> = headers
-            .iter()
-            .filter(|(name, _)| name == "authorization")
-            .map(|(_, value)| value.as_slice())
-            .collect();
-        let request = Request {
-            method: header(":method").map_or(&[][..], |v| v.as_slice()),
-            path: header(":path").map_or(&[][..], |v| v.as_slice()),
-            authorization: &authorization,
-            has_origin: header("origin").is_some(),
-            has_cors_request_method: header("access-control-request-method").is_some(),
-        };
-
-        match settings.guard.check(&request, self.now()) {
-            Ok(Allowed::Anonymous) => {
-                shared.metrics.count_allowed();
-                Action::Continue
-            }
-            Ok(Allowed::User(identity)) => {
-                let set = hostcalls::set_map_value(
-                    MapType::HttpRequestHeaders,
-                    &settings.user_header,
-                    Some(&identity.user),
-                );
-                if set.is_err() {
-                    return self.deny(Denial::MissingUser);
+        let facts = Facts::read(headers);
+        match shared.decide(&facts, true) {
+            Decision::Wait(reason) => {
+                let Some(remote) = settings.remote.as_ref() else {
+                    return self.finish(Decision::Deny(Denial::KeysUnavailable));
+                };
+                let version = shared.fetched.borrow().version;
+                shared.sync(remote);
+                if shared.fetched.borrow().version != version {
+                    // Another worker published new keys meanwhile: decide with them.
+                    return self.finish(shared.decide(&facts, false));
                 }
-                shared.metrics.count_allowed();
-                Action::Continue
+                let deadline = now_ms().saturating_add(remote.timeout_ms + 200);
+                let waiting = Waiting {
+                    context_id: self.id,
+                    facts,
+                    reason,
+                    deadline,
+                };
+                shared.fetched.borrow_mut().waiting.push(waiting);
+                let _ = hostcalls::set_tick_period(FAST_TICK);
+                Action::Pause
             }
-            Err(denial) => self.deny(denial),
+            decision => self.finish(decision),
         }
     }
 }
 
 impl Stream {
-    /// Seconds since the epoch; if the host clock fails, a time at which every token
-    /// with an expiry has expired.
-    fn now(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(u64::MAX, |d| d.as_secs())
-    }
-
-    fn deny(&self, denial: Denial) -> Action {
-        log::debug!("jwt-guard: denied: {}", denial.code());
-        self.shared.metrics.count_denied(denial);
-        let reply = denial::reply(denial, &self.shared.settings.realm);
-        let headers: Vec<(&str, &str)> = reply
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        if let Err(status) =
-            hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()))
-        {
-            log::error!("jwt-guard: could not send the local reply: {status:?}");
+    fn finish(&self, decision: Decision) -> Action {
+        if self.shared.apply(decision) {
+            Action::Continue
+        } else {
+            Action::Pause
         }
-        Action::Pause
     }
 }

@@ -49,8 +49,14 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Decides `request` at `now` (seconds since the epoch).
-    pub fn check(&self, request: &Request<'_>, now: u64) -> Result<Allowed, Denial> {
+    /// Decides `request` at `now` (seconds since the epoch); `fetched` holds the keys
+    /// of a remote JWKS, if one is configured, beside the configured ones.
+    pub fn check(
+        &self,
+        request: &Request<'_>,
+        fetched: &KeySet,
+        now: u64,
+    ) -> Result<Allowed, Denial> {
         let segments = path::segments(request.path)?;
         let access = self.rules.access(&segments);
         if access == Access::Public || (self.allow_cors_preflight && request.is_cors_preflight()) {
@@ -58,7 +64,7 @@ impl Guard {
         }
 
         let token = extract::bearer_token(request.authorization, self.max_token_bytes)?;
-        let identity = self.verify(token, now)?;
+        let identity = self.verify(token, fetched, now)?;
 
         if let Access::User(owner) = access {
             if owner != identity.user.as_bytes() {
@@ -68,20 +74,22 @@ impl Guard {
         Ok(Allowed::User(identity))
     }
 
-    /// Verifies a token's signature and claims.
-    pub fn verify(&self, token: &str, now: u64) -> Result<Identity, Denial> {
+    /// Verifies a token's signature, with the configured keys or the `fetched` ones,
+    /// and its claims.
+    pub fn verify(&self, token: &str, fetched: &KeySet, now: u64) -> Result<Identity, Denial> {
         let jws = token::decode(token)?;
-        self.keys
-            .verify(
-                jws.kid.as_deref(),
-                jws.alg,
-                jws.signing_input,
-                &jws.signature,
-            )
-            .map_err(|miss| match miss {
-                KeyMiss::NoKey => Denial::UnknownKey,
-                KeyMiss::BadSignature => Denial::BadSignature,
-            })?;
+        let kid = jws.kid.as_deref();
+        let configured = self
+            .keys
+            .verify(kid, jws.alg, jws.signing_input, &jws.signature);
+        if configured.is_err() {
+            let fetched = fetched.verify(kid, jws.alg, jws.signing_input, &jws.signature);
+            match (configured, fetched) {
+                (_, Ok(())) => {}
+                (Err(KeyMiss::NoKey), Err(KeyMiss::NoKey)) => return Err(Denial::UnknownKey),
+                _ => return Err(Denial::BadSignature),
+            }
+        }
         let claims = token::object(&jws.payload)?;
         self.claims.check(&claims, now)
     }
@@ -103,10 +111,16 @@ mod tests {
     const P256_X: &str = include_str!("../tests/fixtures/unit/p256.x.txt");
     const P256_Y: &str = include_str!("../tests/fixtures/unit/p256.y.txt");
 
+    const P521_X: &str = include_str!("../tests/fixtures/unit/p521.x.txt");
+    const P521_Y: &str = include_str!("../tests/fixtures/unit/p521.y.txt");
+    // {"alg":"ES512","kid":"p521","typ":"JWT"} {"sub":"alice","exp":1800000900}
+    const ES512_ALICE: &str = include_str!("../tests/fixtures/unit/es512.alice.jwt");
+
     fn guard() -> Guard {
         let jwks = json!({"keys": [
             {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "ed"},
             {"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "kid": "ec"},
+            {"kty": "EC", "crv": "P-521", "x": P521_X, "y": P521_Y, "kid": "p521"},
         ]});
         let mut keys = parse_jwks(&jwks).unwrap().keys;
         keys.push(Key::from_secret(SECRET).unwrap());
@@ -157,7 +171,7 @@ mod tests {
             has_origin: false,
             has_cors_request_method: false,
         };
-        guard.check(&request, NOW)
+        guard.check(&request, &KeySet::default(), NOW)
     }
 
     fn user_of(result: Result<Allowed, Denial>) -> Result<String, Denial> {
@@ -208,6 +222,27 @@ mod tests {
     }
 
     #[test]
+    fn es512_token_verifies_against_p521_key() {
+        let auth = format!("Bearer {ES512_ALICE}");
+        assert_eq!(
+            user_of(check(&guard(), "GET", "/api/alice", &[&auth])),
+            Ok("alice".into())
+        );
+    }
+
+    #[test]
+    fn es512_altered_signature_is_bad_signature() {
+        let mut token = ES512_ALICE.to_owned();
+        let last = if token.ends_with('A') { "B" } else { "A" };
+        token.replace_range(token.len() - 3..token.len() - 2, last);
+        let auth = format!("Bearer {token}");
+        assert_eq!(
+            check(&guard(), "GET", "/api/alice", &[&auth]),
+            Err(Denial::BadSignature)
+        );
+    }
+
+    #[test]
     fn kid_naming_no_key_is_unknown_key() {
         let auth = format!(
             "Bearer {}",
@@ -234,7 +269,10 @@ mod tests {
     #[test]
     fn hmac_signed_with_public_key_is_refused() {
         // Algorithm confusion: HS256 keyed with the bytes of the Ed25519 public key.
-        let header = Header { kid: Some("ed".into()), ..Header::default() };
+        let header = Header {
+            kid: Some("ed".into()),
+            ..Header::default()
+        };
         let token = encode(
             &header,
             &alice(),
@@ -325,15 +363,21 @@ mod tests {
             has_origin: true,
             has_cors_request_method: true,
         };
-        assert_eq!(g.check(&preflight, NOW), Ok(Allowed::Anonymous));
+        assert_eq!(
+            g.check(&preflight, &KeySet::default(), NOW),
+            Ok(Allowed::Anonymous)
+        );
         g.allow_cors_preflight = false;
-        assert_eq!(g.check(&preflight, NOW), Err(Denial::MissingToken));
+        assert_eq!(
+            g.check(&preflight, &KeySet::default(), NOW),
+            Err(Denial::MissingToken)
+        );
         let plain_options = Request {
             has_origin: false,
             ..preflight
         };
         assert_eq!(
-            guard().check(&plain_options, NOW),
+            guard().check(&plain_options, &KeySet::default(), NOW),
             Err(Denial::MissingToken)
         );
     }

@@ -17,6 +17,7 @@ pub enum Alg {
     Hs512,
     Es256,
     Es384,
+    Es512,
     Rs256,
     Rs384,
     Rs512,
@@ -45,6 +46,7 @@ impl Alg {
             "HS512" => Alg::Hs512,
             "ES256" => Alg::Es256,
             "ES384" => Alg::Es384,
+            "ES512" => Alg::Es512,
             "RS256" => Alg::Rs256,
             "RS384" => Alg::Rs384,
             "RS512" => Alg::Rs512,
@@ -56,8 +58,9 @@ impl Alg {
         })
     }
 
-    fn jsonwebtoken(self) -> Algorithm {
-        match self {
+    /// The jsonwebtoken algorithm, for all but ES512 (which that crate lacks).
+    fn jsonwebtoken(self) -> Option<Algorithm> {
+        Some(match self {
             Alg::Hs256 => Algorithm::HS256,
             Alg::Hs384 => Algorithm::HS384,
             Alg::Hs512 => Algorithm::HS512,
@@ -70,7 +73,8 @@ impl Alg {
             Alg::Ps384 => Algorithm::PS384,
             Alg::Ps512 => Algorithm::PS512,
             Alg::EdDsa => Algorithm::EdDSA,
-        }
+            Alg::Es512 => return None,
+        })
     }
 }
 
@@ -96,10 +100,35 @@ impl fmt::Display for KeyError {
     }
 }
 
+/// A ready signature verifier: jsonwebtoken's, or P-521 ECDSA, which it lacks.
+enum Verifier {
+    Jwt(Box<dyn JwtVerifier>),
+    Es512(p521::ecdsa::VerifyingKey),
+}
+
+impl Verifier {
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Verifier::Jwt(v) => v.verify(message, &signature.to_vec()).is_ok(),
+            Verifier::Es512(key) => {
+                use p521::ecdsa::signature::Verifier as _;
+                p521::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
+        }
+    }
+}
+
+/// The public material of a key, before verifiers are built from it.
+enum Material {
+    Jwt(DecodingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
 /// One verification key with a ready verifier per algorithm it may verify.
 pub struct Key {
     kid: Option<String>,
-    verifiers: Vec<(Alg, Box<dyn JwtVerifier>)>,
+    verifiers: Vec<(Alg, Verifier)>,
 }
 
 impl fmt::Debug for Key {
@@ -121,9 +150,10 @@ impl Key {
         }
         let key = DecodingKey::from_secret(secret)
             .map_err(|_| KeyError::new("secret", "not a usable HMAC key"))?;
+        let verifier = verifier(&Material::Jwt(key), Alg::Hs256)?;
         Ok(Key {
             kid: None,
-            verifiers: vec![(Alg::Hs256, verifier(&key, Alg::Hs256)?)],
+            verifiers: vec![(Alg::Hs256, verifier)],
         })
     }
 
@@ -141,7 +171,7 @@ impl Key {
     pub fn check(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
         self.verifiers
             .iter()
-            .any(|(a, v)| *a == alg && v.verify(message, &signature.to_vec()).is_ok())
+            .any(|(a, v)| *a == alg && v.verify(message, signature))
     }
 }
 
@@ -237,13 +267,24 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
         },
     };
 
-    let (decoding, family): (DecodingKey, &[Alg]) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+    let (material, family): (Material, &[Alg]) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("OKP", Some("Ed25519")) => {
             let x = member(&jwk.x, "x", Some(32))?;
-            (DecodingKey::from_ed_der(&x), &[Alg::EdDsa])
+            (Material::Jwt(DecodingKey::from_ed_der(&x)), &[Alg::EdDsa])
         }
-        ("EC", Some("P-256")) => (ec_key(jwk, 32)?, &[Alg::Es256]),
-        ("EC", Some("P-384")) => (ec_key(jwk, 48)?, &[Alg::Es384]),
+        ("EC", Some("P-256")) => (
+            Material::Jwt(DecodingKey::from_ec_der(&ec_point(jwk, 32)?)),
+            &[Alg::Es256],
+        ),
+        ("EC", Some("P-384")) => (
+            Material::Jwt(DecodingKey::from_ec_der(&ec_point(jwk, 48)?)),
+            &[Alg::Es384],
+        ),
+        ("EC", Some("P-521")) => {
+            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(jwk, 66)?)
+                .map_err(|_| KeyError::new("x", "not a point on P-521"))?;
+            (Material::P521(key), &[Alg::Es512])
+        }
         ("RSA", _) => {
             let n = member(&jwk.n, "n", None)?;
             let e = member(&jwk.e, "e", None)?;
@@ -257,7 +298,10 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
             if e.is_empty() || e.len() > 8 {
                 return Err(KeyError::new("e", "not a usable RSA exponent"));
             }
-            (DecodingKey::from_rsa_raw_components(&n, &e), &RSA_ALGS)
+            (
+                Material::Jwt(DecodingKey::from_rsa_raw_components(&n, &e)),
+                &RSA_ALGS,
+            )
         }
         ("oct", _) => {
             let k = member(&jwk.k, "k", None)?;
@@ -267,7 +311,7 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
             // Without an `alg`, an HMAC key verifies HS256 only.
             let key = DecodingKey::from_secret(&k)
                 .map_err(|_| KeyError::new("k", "not a usable HMAC key"))?;
-            (key, &HMAC_ALGS[..1])
+            (Material::Jwt(key), &HMAC_ALGS[..1])
         }
         _ => return Ok(None),
     };
@@ -281,7 +325,7 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
 
     let mut verifiers = Vec::with_capacity(algs.len());
     for alg in algs {
-        verifiers.push((alg, verifier(&decoding, alg)?));
+        verifiers.push((alg, verifier(&material, alg)?));
     }
     Ok(Some(Key {
         kid: jwk.kid.clone(),
@@ -289,14 +333,15 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
     }))
 }
 
-fn ec_key(jwk: &RawJwk, coordinate_len: usize) -> Result<DecodingKey, KeyError> {
+/// The uncompressed SEC1 point `04 || x || y` of an EC JWK.
+fn ec_point(jwk: &RawJwk, coordinate_len: usize) -> Result<Vec<u8>, KeyError> {
     let x = member(&jwk.x, "x", Some(coordinate_len))?;
     let y = member(&jwk.y, "y", Some(coordinate_len))?;
     let mut point = Vec::with_capacity(1 + 2 * coordinate_len);
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
-    Ok(DecodingKey::from_ec_der(&point))
+    Ok(point)
 }
 
 /// Decodes a base64url JWK member, optionally of an exact length in bytes.
@@ -327,19 +372,27 @@ fn significant_bits(big_endian: &[u8]) -> usize {
     }
 }
 
-/// Builds jsonwebtoken's verifier for `alg`, which also checks the key material.
-fn verifier(key: &DecodingKey, alg: Alg) -> Result<Box<dyn JwtVerifier>, KeyError> {
-    let provider = CryptoProvider::try_get_default()
-        .ok_or_else(|| KeyError::new("alg", "no crypto provider in this build"))?;
-    (provider.verifier_factory)(&alg.jsonwebtoken(), key)
-        .map_err(|_| KeyError::new(material_member(alg), "not a valid public key"))
+/// Builds the verifier for `alg`, which also checks the key material.
+fn verifier(material: &Material, alg: Alg) -> Result<Verifier, KeyError> {
+    let invalid = || KeyError::new(material_member(alg), "not a valid public key");
+    match (material, alg.jsonwebtoken()) {
+        (Material::P521(key), None) => Ok(Verifier::Es512(*key)),
+        (Material::Jwt(key), Some(algorithm)) => {
+            let provider = CryptoProvider::try_get_default()
+                .ok_or_else(|| KeyError::new("alg", "no crypto provider in this build"))?;
+            (provider.verifier_factory)(&algorithm, key)
+                .map(Verifier::Jwt)
+                .map_err(|_| invalid())
+        }
+        _ => Err(invalid()),
+    }
 }
 
 fn material_member(alg: Alg) -> &'static str {
     match alg {
         Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => "k",
         Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512 => "n",
-        Alg::Es256 | Alg::Es384 | Alg::EdDsa => "x",
+        Alg::Es256 | Alg::Es384 | Alg::Es512 | Alg::EdDsa => "x",
     }
 }
 
@@ -514,7 +567,7 @@ mod tests {
     #[test]
     fn alg_names_are_exact() {
         assert_eq!(Alg::from_name("EdDSA"), Some(Alg::EdDsa));
-        for name in ["none", "None", "NONE", "hs256", "eddsa", "ES512", ""] {
+        for name in ["none", "None", "NONE", "hs256", "eddsa", "ES256K", ""] {
             assert_eq!(Alg::from_name(name), None, "{name}");
         }
     }

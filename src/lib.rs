@@ -13,6 +13,7 @@ pub mod extract;
 pub mod guard;
 pub mod keys;
 pub mod path;
+pub mod remote;
 pub mod rules;
 pub mod token;
 
