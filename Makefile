@@ -35,7 +35,7 @@ run: build venv
 	ENVOY=$(ENVOY) PYTHON=$(PYTHON) scripts/run.sh
 
 ## test: lint, unit tests on the host, end-to-end tests in a real Envoy
-test: lint unit
+test: lint unit e2e
 
 unit:
 	cargo test --all-targets

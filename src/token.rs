@@ -43,9 +43,6 @@ pub fn decode(token: &str) -> Result<Jws<'_>, Denial> {
     let header = object(&base64url(header)?)?;
     let payload = base64url(payload)?;
     let signature = base64url(signature)?;
-    if signature.is_empty() {
-        return Err(Denial::MalformedToken);
-    }
 
     let alg = match header.get("alg") {
         Some(Value::String(name)) => Alg::from_name(name).ok_or(Denial::UnsupportedAlgorithm)?,
@@ -55,6 +52,9 @@ pub fn decode(token: &str) -> Result<Jws<'_>, Denial> {
     // No extension is understood, so any `crit` list is one this filter must refuse.
     if header.contains_key("crit") {
         return Err(Denial::UnsupportedCrit);
+    }
+    if signature.is_empty() {
+        return Err(Denial::MalformedToken);
     }
     let kid = match header.get("kid") {
         None => None,
@@ -188,6 +188,8 @@ mod tests {
         }
         let t = token(r#"{"alg":null}"#, "{}");
         assert_eq!(decode(&t).unwrap_err(), Denial::UnsupportedAlgorithm);
+        let unsigned = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64("{}"));
+        assert_eq!(decode(&unsigned).unwrap_err(), Denial::UnsupportedAlgorithm);
     }
 
     #[test]
