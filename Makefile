@@ -40,8 +40,15 @@ test: lint unit e2e
 unit:
 	cargo test --all-targets
 
-e2e: build venv
+BA_DEPS  := tests/betterauth/node_modules/.package-lock.json
+
+e2e: build venv $(BA_DEPS)
 	$(PYTHON) -m pytest -q tests/e2e
+
+## the pinned Better Auth issuer used by the issuer tests
+$(BA_DEPS): tests/betterauth/package-lock.json
+	cd tests/betterauth && npm ci --no-audit --no-fund
+	touch $@
 
 ## lint: formatting, clippy (host and wasm) with warnings denied, 100 columns
 lint: wasm-target
@@ -56,4 +63,4 @@ fmt:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .pytest_cache tests/e2e/__pycache__
+	rm -rf $(VENV) .pytest_cache tests/e2e/__pycache__ tests/betterauth/node_modules

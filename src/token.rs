@@ -30,7 +30,7 @@ pub struct Jws<'a> {
 /// Header members other than `alg`, `kid` and `crit` are ignored, `jwk`, `jku`, `x5u`
 /// and `x5c` included: keys come from configuration only.
 pub fn decode(token: &str) -> Result<Jws<'_>, Denial> {
-    if !token.contains('.') {
+    if !looks_like_jws(token) {
         return Err(Denial::NotAJwt);
     }
     let mut parts = token.split('.');
@@ -70,6 +70,24 @@ pub fn decode(token: &str) -> Result<Jws<'_>, Denial> {
         signature,
         payload,
     })
+}
+
+/// Whether `token` is shaped like a compact JWS at all: three segments, or a first
+/// segment that decodes to a JSON object. Opaque tokens, such as Better Auth session
+/// tokens (`<id>` or `<id>.<signature>`), are not, and deserve a clearer answer than
+/// "malformed".
+fn looks_like_jws(token: &str) -> bool {
+    if token.split('.').count() >= 3 {
+        return true;
+    }
+    let Some((header, _)) = token.split_once('.') else {
+        return false;
+    };
+    // "eyJ…" and friends: a base64url '{' within the first few characters.
+    let prefix = header.get(..4).unwrap_or(header);
+    URL_SAFE_NO_PAD
+        .decode(prefix)
+        .is_ok_and(|bytes| bytes.first() == Some(&b'{'))
 }
 
 /// Parses a JSON object whose member names are unique (RFC 7515 §5.2, RFC 7519 §4).
@@ -144,7 +162,13 @@ mod tests {
 
     #[test]
     fn decode_opaque_token_is_not_a_jwt() {
-        assert_eq!(decode("v3kQ2lYh8fZ0pQ9sT1uW").unwrap_err(), Denial::NotAJwt);
+        for opaque in [
+            "v3kQ2lYh8fZ0pQ9sT1uW",
+            "Xo3mNqL8vR2sT5wY7zA1bC4dE6fG9hJ0.k2J4l6N8p0R2t4V6x8Z0b2D4f6H8j0L2n4P6r8T0v2X",
+            "session.",
+        ] {
+            assert_eq!(decode(opaque).unwrap_err(), Denial::NotAJwt, "{opaque}");
+        }
     }
 
     #[test]
@@ -155,7 +179,7 @@ mod tests {
             head.to_owned(),
             format!("{good}.x"),
             format!("{good}.x.y"),
-            "a.".into(),
+            format!("{}.", head.split('.').next().unwrap_or_default()),
         ] {
             assert_eq!(decode(&bad).unwrap_err(), Denial::MalformedToken, "{bad}");
         }
