@@ -44,6 +44,6 @@ def test_stats_denial_counter_increments(guard, code):
     if code == "ambiguous_path":
         resp = guard.raw(b"GET /api/alice/../bob HTTP/1.1")
     else:
-        resp = guard.request(path="/api/alice/x", token="a.b")
+        resp = guard.request(path="/api/alice/x", token="a.b.c")
     assert resp.error_code() == code, resp
     assert guard.stats("jwt_guard").get(PREFIX + "denied." + code, 0) == before + 1
