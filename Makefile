@@ -12,7 +12,7 @@ PYTHON   := $(VENV)/bin/python
 ENVOY    := $(VENV)/bin/envoy
 STAMP    := $(VENV)/.installed
 
-.PHONY: build run test unit e2e lint fmt clean venv wasm-target
+.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench
 
 ## build: compile the filter to target/jwt_guard.wasm
 build: wasm-target
@@ -49,6 +49,10 @@ e2e: build venv $(BA_DEPS)
 $(BA_DEPS): tests/betterauth/package-lock.json
 	cd tests/betterauth && npm ci --no-audit --no-fund
 	touch $@
+
+## bench: Envoy CPU per request, jwt-guard vs native jwt_authn (BENCH_ARGS=--quick)
+bench: build venv
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 ## lint: formatting, clippy (host and wasm) with warnings denied, 100 columns
 lint: wasm-target

@@ -27,6 +27,7 @@ import argparse
 import atexit
 import base64
 import ctypes
+import hashlib
 import http.client
 import importlib
 import json
@@ -215,7 +216,6 @@ def mint_eddsa(keys: Keys, user: str, now: int) -> str:
 
 def wrong_signature(token: str) -> str:
     """The same header and payload with a signature made by another secret."""
-    import hashlib
     import hmac
     head, payload, _sig = token.split(".")
     sig = hmac.new(b"not-the-secret-" + secrets.token_bytes(8),
@@ -709,7 +709,7 @@ def render_markdown(meta: dict, summary: dict, scenarios: list[Scenario],
     lines.append("| item | value |")
     lines.append("|---|---|")
     lines.append(f"| target/jwt_guard.wasm | {module_bytes:,} bytes "
-                 f"({module_bytes / 1024:.0f} KiB) |")
+                 f"({module_bytes / 1024:.0f} KiB), sha256 {meta['module_sha256'][:12]}… |")
     for key, label in (("none", "Envoy start to /ready, no auth filter"),
                        ("guard", "Envoy start to /ready, with jwt-guard")):
         vals = startup.get(key, [])
@@ -911,7 +911,6 @@ def main(argv=None) -> int:
     module = Path(args.module).resolve()
     if not module.is_file():
         raise BenchError(f"{module} not found: run `make build` first")
-    module_bytes = module.stat().st_size
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # No figures from an earlier run may survive a run that fails; nor its leftovers.
@@ -920,6 +919,11 @@ def main(argv=None) -> int:
     for old in out.glob("work-*"):
         shutil.rmtree(old, ignore_errors=True)
     workdir = Path(tempfile.mkdtemp(prefix="work-", dir=out))
+    # Every Envoy of the run loads this copy: a rebuild during the run cannot mix modules.
+    module_copy = workdir / "jwt_guard.wasm"
+    shutil.copyfile(module, module_copy)
+    module, module_bytes = module_copy, module_copy.stat().st_size
+    module_sha = hashlib.sha256(module_copy.read_bytes()).hexdigest()
     pin_cpus(args)
     envoy_version = subprocess.run([binary, "--version"], capture_output=True, text=True
                                    ).stdout.strip().split("version:")[-1].strip()
@@ -955,6 +959,7 @@ def main(argv=None) -> int:
         "envoy_version": envoy_version, "envoy_cpu": args.envoy_cpu,
         "loadgen_cpu": args.loadgen_cpu, "cpus": os.cpu_count(), "cpu_model": cpu_model(),
         "kernel": platform.release(), "module_bytes": module_bytes,
+        "module_sha256": module_sha,
     }
     md = render_markdown(meta, summary, scenarios, args.config_list, startup, module_bytes)
     (out / "results.md").write_text(md)

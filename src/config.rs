@@ -30,6 +30,7 @@ struct Raw {
     realm: Option<String>,
     max_token_bytes: Option<usize>,
     allow_cors_preflight: Option<bool>,
+    token_cache_entries: Option<usize>,
     rules: Option<Vec<RawRule>>,
     remote_jwks: Option<RawRemote>,
     better_auth: Option<RawBetterAuth>,
@@ -109,6 +110,8 @@ pub struct Settings {
     pub realm: String,
     /// The remote JWKS, if one is configured.
     pub remote: Option<RemoteJwks>,
+    /// Capacity of each worker's verified-token cache; 0 disables it.
+    pub token_cache_entries: usize,
     /// Things worth a warning that do not stop the filter; they hold no secret.
     pub warnings: Vec<String>,
 }
@@ -158,6 +161,7 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Setti
         user_header: user_header(raw.user_header)?,
         realm: realm(raw.realm)?,
         remote,
+        token_cache_entries: token_cache_entries(raw.token_cache_entries)?,
         warnings,
     })
 }
@@ -405,6 +409,16 @@ fn max_token_bytes(value: Option<usize>) -> Result<usize, ConfigError> {
     }
 }
 
+/// Default capacity of the verified-token cache of each worker.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 1024;
+
+fn token_cache_entries(value: Option<usize>) -> Result<usize, ConfigError> {
+    match value.unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES) {
+        n if n <= 1_000_000 => Ok(n),
+        _ => Err(ConfigError::new("token_cache_entries", "at most 1000000")),
+    }
+}
+
 fn user_header(name: Option<String>) -> Result<String, ConfigError> {
     let name = name
         .unwrap_or_else(|| DEFAULT_USER_HEADER.into())
@@ -468,6 +482,7 @@ mod tests {
         assert_eq!(s.guard.claims.user_claims, ["sub", "user_id"]);
         assert_eq!(s.guard.rules, Rules::default_rules());
         assert_eq!(s.guard.keys.len(), 1);
+        assert_eq!(s.token_cache_entries, 1024);
         assert!(s.warnings.is_empty());
     }
 
@@ -525,6 +540,7 @@ mod tests {
             (r#""user_header":"Authorization""#, "user_header"),
             (r#""realm":"a\"b""#, "realm"),
             (r#""max_token_bytes":1"#, "max_token_bytes"),
+            (r#""token_cache_entries":2000000"#, "token_cache_entries"),
             (
                 r#""rules":[{"path":"/api/{u}","require":"token"}]"#,
                 "rules[0].path",

@@ -9,6 +9,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
+use crate::cache::TokenCache;
 use crate::config::{self, Settings};
 use crate::denial::{self, Denial};
 use crate::guard::{Allowed, Request};
@@ -137,6 +138,8 @@ struct Fetched {
     version: u64,
     loaded: bool,
     waiting: Vec<Waiting>,
+    /// Tokens this worker verified, emptied whenever the fetched keys change.
+    cache: TokenCache,
 }
 
 /// State of one VM (worker) shared by its root and stream contexts.
@@ -157,21 +160,33 @@ impl Shared {
             has_origin: facts.has_origin,
             has_cors_request_method: facts.has_cors_request_method,
         };
-        let (keys, loaded) = {
-            let fetched = self.fetched.borrow();
-            (Rc::clone(&fetched.keys), fetched.loaded)
+        let now = now_ms() / 1000;
+        let checked = match self.fetched.try_borrow_mut() {
+            Ok(mut fetched) => {
+                let fetched = &mut *fetched;
+                let loaded = fetched.loaded;
+                (
+                    self.settings
+                        .guard
+                        .check(&request, &fetched.keys, &mut fetched.cache, now),
+                    loaded,
+                )
+            }
+            Err(_) => (Err(Denial::KeysUnavailable), false),
         };
 
-        match self.settings.guard.check(&request, &keys, now_ms() / 1000) {
-            Ok(Allowed::Anonymous) => Decision::Allow(None),
-            Ok(Allowed::User(identity)) => Decision::Allow(Some(identity.user)),
-            Err(Denial::UnknownKey) if self.settings.remote.is_some() => match (can_wait, loaded) {
-                (true, true) => Decision::Wait(Reason::UnknownKid),
-                (true, false) => Decision::Wait(Reason::Scheduled),
-                (false, true) => Decision::Deny(Denial::UnknownKey),
-                (false, false) => Decision::Deny(Denial::KeysUnavailable),
-            },
-            Err(denial) => Decision::Deny(denial),
+        match checked {
+            (Ok(Allowed::Anonymous), _) => Decision::Allow(None),
+            (Ok(Allowed::User(identity)), _) => Decision::Allow(Some(identity.user)),
+            (Err(Denial::UnknownKey), loaded) if self.settings.remote.is_some() => {
+                match (can_wait, loaded) {
+                    (true, true) => Decision::Wait(Reason::UnknownKid),
+                    (true, false) => Decision::Wait(Reason::Scheduled),
+                    (false, true) => Decision::Deny(Denial::UnknownKey),
+                    (false, false) => Decision::Deny(Denial::KeysUnavailable),
+                }
+            }
+            (Err(denial), _) => Decision::Deny(denial),
         }
     }
 
@@ -237,6 +252,7 @@ impl Shared {
             let _ = hostcalls::record_metric(id, keys.len() as u64);
         }
         let mut fetched = self.fetched.borrow_mut();
+        fetched.cache.clear();
         fetched.keys = Rc::new(keys);
         fetched.version = version;
         fetched.loaded = true;

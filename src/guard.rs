@@ -1,6 +1,7 @@
 //! The whole decision for one request: what the path needs, whether the token is
 //! good, and whether its user is the one the path names.
 
+use crate::cache::{self, TokenCache};
 use crate::claims::{ClaimsPolicy, Identity};
 use crate::denial::Denial;
 use crate::keys::{KeyMiss, KeySet};
@@ -50,11 +51,13 @@ pub struct Guard {
 
 impl Guard {
     /// Decides `request` at `now` (seconds since the epoch); `fetched` holds the keys
-    /// of a remote JWKS, if one is configured, beside the configured ones.
+    /// of a remote JWKS, if one is configured, beside the configured ones, and `cache`
+    /// the tokens this worker already verified.
     pub fn check(
         &self,
         request: &Request<'_>,
         fetched: &KeySet,
+        cache: &mut TokenCache,
         now: u64,
     ) -> Result<Allowed, Denial> {
         let segments = path::segments(request.path)?;
@@ -64,7 +67,7 @@ impl Guard {
         }
 
         let token = extract::bearer_token(request.authorization, self.max_token_bytes)?;
-        let identity = self.verify(token, fetched, now)?;
+        let identity = self.authenticate(token, fetched, cache, now)?;
 
         if let Access::User(owner) = access {
             if owner != identity.user.as_bytes() {
@@ -72,6 +75,29 @@ impl Guard {
             }
         }
         Ok(Allowed::User(identity))
+    }
+
+    /// The identity a token proves: from the cache when it was verified before (its
+    /// validity window checked again), else by [`Guard::verify`].
+    fn authenticate(
+        &self,
+        token: &str,
+        fetched: &KeySet,
+        cache: &mut TokenCache,
+        now: u64,
+    ) -> Result<Identity, Denial> {
+        if !cache.enabled() {
+            return self.verify(token, fetched, now);
+        }
+        let key = cache::hash(token);
+        if let Some(identity) = cache.get(&key, now) {
+            self.claims
+                .check_time(identity.expires, identity.not_before, now)?;
+            return Ok(identity.clone());
+        }
+        let identity = self.verify(token, fetched, now)?;
+        cache.insert(key, identity.clone(), now);
+        Ok(identity)
     }
 
     /// Verifies a token's signature, with the configured keys or the `fetched` ones,
@@ -171,7 +197,7 @@ mod tests {
             has_origin: false,
             has_cors_request_method: false,
         };
-        guard.check(&request, &KeySet::default(), NOW)
+        guard.check(&request, &KeySet::default(), &mut TokenCache::new(0), NOW)
     }
 
     fn user_of(result: Result<Allowed, Denial>) -> Result<String, Denial> {
@@ -364,12 +390,12 @@ mod tests {
             has_cors_request_method: true,
         };
         assert_eq!(
-            g.check(&preflight, &KeySet::default(), NOW),
+            g.check(&preflight, &KeySet::default(), &mut TokenCache::new(0), NOW),
             Ok(Allowed::Anonymous)
         );
         g.allow_cors_preflight = false;
         assert_eq!(
-            g.check(&preflight, &KeySet::default(), NOW),
+            g.check(&preflight, &KeySet::default(), &mut TokenCache::new(0), NOW),
             Err(Denial::MissingToken)
         );
         let plain_options = Request {
@@ -377,9 +403,65 @@ mod tests {
             ..preflight
         };
         assert_eq!(
-            guard().check(&plain_options, &KeySet::default(), NOW),
+            guard().check(
+                &plain_options,
+                &KeySet::default(),
+                &mut TokenCache::new(0),
+                NOW
+            ),
             Err(Denial::MissingToken)
         );
+    }
+
+    fn check_cached(
+        guard: &Guard,
+        cache: &mut TokenCache,
+        path: &str,
+        token: &str,
+        now: u64,
+    ) -> Result<Allowed, Denial> {
+        let auth = format!("Bearer {token}");
+        let authorization = [auth.as_bytes()];
+        let request = Request {
+            method: b"GET",
+            path: path.as_bytes(),
+            authorization: &authorization,
+            has_origin: false,
+            has_cors_request_method: false,
+        };
+        guard.check(&request, &KeySet::default(), cache, now)
+    }
+
+    #[test]
+    fn cached_token_skips_signature_but_not_binding_or_expiry() {
+        let mut cache = TokenCache::new(8);
+        let token = hs256(alice());
+        let first = check_cached(&guard(), &mut cache, "/api/alice", &token, NOW);
+        assert_eq!(user_of(first), Ok("alice".into()));
+        assert_eq!(cache.len(), 1);
+
+        // A guard without any key still accepts the cached token: no signature check.
+        let keyless = Guard {
+            keys: KeySet::default(),
+            ..guard()
+        };
+        let again = check_cached(&keyless, &mut cache, "/api/alice/x", &token, NOW + 1);
+        assert_eq!(user_of(again), Ok("alice".into()));
+        // The path binding is decided every time.
+        let other = check_cached(&keyless, &mut cache, "/api/bob", &token, NOW + 1);
+        assert_eq!(other, Err(Denial::UserMismatch));
+        // And the entry dies with the token.
+        let late = check_cached(&keyless, &mut cache, "/api/alice", &token, NOW + 900 + 61);
+        assert_eq!(late, Err(Denial::UnknownKey));
+    }
+
+    #[test]
+    fn failed_tokens_are_not_cached() {
+        let mut cache = TokenCache::new(8);
+        let token = hs256(json!({"sub": "alice", "exp": NOW - 3600}));
+        let result = check_cached(&guard(), &mut cache, "/api/alice", &token, NOW);
+        assert_eq!(result, Err(Denial::TokenExpired));
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! says, `path` and `rules` decide what the path needs, `guard` puts them together and
 //! `denial` renders refusals. Only `filter` speaks to Envoy.
 
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod denial;

@@ -346,8 +346,11 @@ def _response_complete(data: bytes) -> bool:
 
 class Envoy:
     def __init__(self, name: str, config: dict | str, workdir: Path, env: dict | None = None,
-                 ports: Ports | None = None, cwd: Path = REPO):
+                 ports: Ports | None = None, cwd: Path = REPO, log_level: str = "info",
+                 component_log_level: str = "wasm:debug"):
         self.name = name
+        self.log_level = log_level
+        self.component_log_level = component_log_level
         self.config = config
         self.ports = ports
         self.workdir = workdir
@@ -364,8 +367,8 @@ class Envoy:
         self._stdio = open(self.workdir / f"{self.name}.stdio", "wb")
         self.proc = subprocess.Popen(
             [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1",
-             "--use-dynamic-base-id", "--log-path", str(self.log_path), "--log-level", "info",
-             "--component-log-level", "wasm:debug"],
+             "--use-dynamic-base-id", "--log-path", str(self.log_path),
+             "--log-level", self.log_level, "--component-log-level", self.component_log_level],
             stdout=self._stdio, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
         )
         _CHILDREN.append(self.proc)
