@@ -5,9 +5,10 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::crypto::{CryptoProvider, JwtVerifier};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use hmac::{Hmac, KeyInit, Mac};
+use rsa::{pkcs1v15, pss, BoxedUint};
 use serde::Deserialize;
+use sha2::{Sha256, Sha384, Sha512};
 
 /// A JWS algorithm this filter can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,25 +58,6 @@ impl Alg {
             _ => return None,
         })
     }
-
-    /// The jsonwebtoken algorithm, for all but ES512 (which that crate lacks).
-    fn jsonwebtoken(self) -> Option<Algorithm> {
-        Some(match self {
-            Alg::Hs256 => Algorithm::HS256,
-            Alg::Hs384 => Algorithm::HS384,
-            Alg::Hs512 => Algorithm::HS512,
-            Alg::Es256 => Algorithm::ES256,
-            Alg::Es384 => Algorithm::ES384,
-            Alg::Rs256 => Algorithm::RS256,
-            Alg::Rs384 => Algorithm::RS384,
-            Alg::Rs512 => Algorithm::RS512,
-            Alg::Ps256 => Algorithm::PS256,
-            Alg::Ps384 => Algorithm::PS384,
-            Alg::Ps512 => Algorithm::PS512,
-            Alg::EdDsa => Algorithm::EdDSA,
-            Alg::Es512 => return None,
-        })
-    }
 }
 
 /// Why a key could not be used. `member` names the JWK member at fault.
@@ -100,29 +82,66 @@ impl fmt::Display for KeyError {
     }
 }
 
-/// A ready signature verifier: jsonwebtoken's, or P-521 ECDSA, which it lacks.
+/// A ready signature verifier: key material parsed once, bound to one algorithm.
 enum Verifier {
-    Jwt(Box<dyn JwtVerifier>),
+    Hs256(Hmac<Sha256>),
+    Hs384(Hmac<Sha384>),
+    Hs512(Hmac<Sha512>),
+    EdDsa(ed25519_dalek::VerifyingKey),
+    Es256(p256::ecdsa::VerifyingKey),
+    Es384(p384::ecdsa::VerifyingKey),
     Es512(p521::ecdsa::VerifyingKey),
+    Rs256(pkcs1v15::VerifyingKey<Sha256>),
+    Rs384(pkcs1v15::VerifyingKey<Sha384>),
+    Rs512(pkcs1v15::VerifyingKey<Sha512>),
+    Ps256(pss::VerifyingKey<Sha256>),
+    Ps384(pss::VerifyingKey<Sha384>),
+    Ps512(pss::VerifyingKey<Sha512>),
 }
 
 impl Verifier {
+    /// Whether `signature` (the JWS encoding for this algorithm) signs `message`.
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        fn hmac<M: Mac + Clone>(mac: &M, message: &[u8], signature: &[u8]) -> bool {
+            let mut mac = mac.clone();
+            mac.update(message);
+            mac.verify_slice(signature).is_ok() // constant time
+        }
+        fn check<S, V>(key: &V, message: &[u8], signature: &[u8]) -> bool
+        where
+            S: for<'a> TryFrom<&'a [u8]>,
+            V: signature::Verifier<S>,
+        {
+            S::try_from(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+        }
+
         match self {
-            Verifier::Jwt(v) => v.verify(message, &signature.to_vec()).is_ok(),
-            Verifier::Es512(key) => {
-                use p521::ecdsa::signature::Verifier as _;
-                p521::ecdsa::Signature::from_slice(signature)
-                    .is_ok_and(|sig| key.verify(message, &sig).is_ok())
-            }
+            Verifier::Hs256(mac) => hmac(mac, message, signature),
+            Verifier::Hs384(mac) => hmac(mac, message, signature),
+            Verifier::Hs512(mac) => hmac(mac, message, signature),
+            Verifier::EdDsa(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
+            Verifier::Es256(key) => check::<p256::ecdsa::Signature, _>(key, message, signature),
+            Verifier::Es384(key) => check::<p384::ecdsa::Signature, _>(key, message, signature),
+            Verifier::Es512(key) => check::<p521::ecdsa::Signature, _>(key, message, signature),
+            Verifier::Rs256(key) => check::<pkcs1v15::Signature, _>(key, message, signature),
+            Verifier::Rs384(key) => check::<pkcs1v15::Signature, _>(key, message, signature),
+            Verifier::Rs512(key) => check::<pkcs1v15::Signature, _>(key, message, signature),
+            Verifier::Ps256(key) => check::<pss::Signature, _>(key, message, signature),
+            Verifier::Ps384(key) => check::<pss::Signature, _>(key, message, signature),
+            Verifier::Ps512(key) => check::<pss::Signature, _>(key, message, signature),
         }
     }
 }
 
-/// The public material of a key, before verifiers are built from it.
+/// The public material of a key, checked, before verifiers are built from it.
 enum Material {
-    Jwt(DecodingKey),
+    Secret(Vec<u8>),
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
+    Rsa(rsa::PublicKey),
 }
 
 /// One verification key with a ready verifier per algorithm it may verify.
@@ -148,9 +167,7 @@ impl Key {
         if secret.is_empty() {
             return Err(KeyError::new("secret", "must not be empty"));
         }
-        let key = DecodingKey::from_secret(secret)
-            .map_err(|_| KeyError::new("secret", "not a usable HMAC key"))?;
-        let verifier = verifier(&Material::Jwt(key), Alg::Hs256)?;
+        let verifier = verifier(&Material::Secret(secret.to_vec()), Alg::Hs256)?;
         Ok(Key {
             kid: None,
             verifiers: vec![(Alg::Hs256, verifier)],
@@ -270,16 +287,21 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
     let (material, family): (Material, &[Alg]) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("OKP", Some("Ed25519")) => {
             let x = member(&jwk.x, "x", Some(32))?;
-            (Material::Jwt(DecodingKey::from_ed_der(&x)), &[Alg::EdDsa])
+            let bytes: [u8; 32] = x.try_into().map_err(|_| KeyError::new("x", "32 bytes"))?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| KeyError::new("x", "not an Ed25519 public key"))?;
+            (Material::Ed25519(key), &[Alg::EdDsa])
         }
-        ("EC", Some("P-256")) => (
-            Material::Jwt(DecodingKey::from_ec_der(&ec_point(jwk, 32)?)),
-            &[Alg::Es256],
-        ),
-        ("EC", Some("P-384")) => (
-            Material::Jwt(DecodingKey::from_ec_der(&ec_point(jwk, 48)?)),
-            &[Alg::Es384],
-        ),
+        ("EC", Some("P-256")) => {
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(jwk, 32)?)
+                .map_err(|_| KeyError::new("x", "not a point on P-256"))?;
+            (Material::P256(key), &[Alg::Es256])
+        }
+        ("EC", Some("P-384")) => {
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(jwk, 48)?)
+                .map_err(|_| KeyError::new("x", "not a point on P-384"))?;
+            (Material::P384(key), &[Alg::Es384])
+        }
         ("EC", Some("P-521")) => {
             let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(jwk, 66)?)
                 .map_err(|_| KeyError::new("x", "not a point on P-521"))?;
@@ -289,19 +311,22 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
             let n = member(&jwk.n, "n", None)?;
             let e = member(&jwk.e, "e", None)?;
             let bits = significant_bits(&n);
-            if bits < 2048 {
+            if !(2048..=8192).contains(&bits) {
                 return Err(KeyError::new(
                     "n",
-                    format!("RSA modulus of {bits} bits; 2048 needed"),
+                    format!("RSA modulus of {bits} bits; 2048 to 8192 accepted"),
                 ));
             }
             if e.is_empty() || e.len() > 8 {
                 return Err(KeyError::new("e", "not a usable RSA exponent"));
             }
-            (
-                Material::Jwt(DecodingKey::from_rsa_raw_components(&n, &e)),
-                &RSA_ALGS,
+            let key = rsa::PublicKey::new_with_size_limits(
+                BoxedUint::from_be_slice_vartime(&n),
+                BoxedUint::from_be_slice_vartime(&e),
+                2048..=8192,
             )
+            .map_err(|_| KeyError::new("e", "not a valid RSA public key"))?;
+            (Material::Rsa(key), &RSA_ALGS)
         }
         ("oct", _) => {
             let k = member(&jwk.k, "k", None)?;
@@ -309,9 +334,7 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
                 return Err(KeyError::new("k", "must not be empty"));
             }
             // Without an `alg`, an HMAC key verifies HS256 only.
-            let key = DecodingKey::from_secret(&k)
-                .map_err(|_| KeyError::new("k", "not a usable HMAC key"))?;
-            (Material::Jwt(key), &HMAC_ALGS[..1])
+            (Material::Secret(k), &HMAC_ALGS[..1])
         }
         _ => return Ok(None),
     };
@@ -372,28 +395,38 @@ fn significant_bits(big_endian: &[u8]) -> usize {
     }
 }
 
-/// Builds the verifier for `alg`, which also checks the key material.
+/// Builds the verifier for `alg` from checked material of the matching type.
 fn verifier(material: &Material, alg: Alg) -> Result<Verifier, KeyError> {
-    let invalid = || KeyError::new(material_member(alg), "not a valid public key");
-    match (material, alg.jsonwebtoken()) {
-        (Material::P521(key), None) => Ok(Verifier::Es512(*key)),
-        (Material::Jwt(key), Some(algorithm)) => {
-            let provider = CryptoProvider::try_get_default()
-                .ok_or_else(|| KeyError::new("alg", "no crypto provider in this build"))?;
-            (provider.verifier_factory)(&algorithm, key)
-                .map(Verifier::Jwt)
-                .map_err(|_| invalid())
+    let mismatch = || KeyError::new("alg", "does not fit the key type");
+    let hmac_key = || KeyError::new("k", "not a usable HMAC key");
+    Ok(match (material, alg) {
+        (Material::Secret(k), Alg::Hs256) => {
+            Verifier::Hs256(Hmac::new_from_slice(k).map_err(|_| hmac_key())?)
         }
-        _ => Err(invalid()),
-    }
-}
-
-fn material_member(alg: Alg) -> &'static str {
-    match alg {
-        Alg::Hs256 | Alg::Hs384 | Alg::Hs512 => "k",
-        Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512 => "n",
-        Alg::Es256 | Alg::Es384 | Alg::Es512 | Alg::EdDsa => "x",
-    }
+        (Material::Secret(k), Alg::Hs384) => {
+            Verifier::Hs384(Hmac::new_from_slice(k).map_err(|_| hmac_key())?)
+        }
+        (Material::Secret(k), Alg::Hs512) => {
+            Verifier::Hs512(Hmac::new_from_slice(k).map_err(|_| hmac_key())?)
+        }
+        (Material::Ed25519(key), Alg::EdDsa) => Verifier::EdDsa(*key),
+        (Material::P256(key), Alg::Es256) => Verifier::Es256(*key),
+        (Material::P384(key), Alg::Es384) => Verifier::Es384(*key),
+        (Material::P521(key), Alg::Es512) => Verifier::Es512(*key),
+        (Material::Rsa(key), Alg::Rs256) => {
+            Verifier::Rs256(pkcs1v15::VerifyingKey::new(key.clone()))
+        }
+        (Material::Rsa(key), Alg::Rs384) => {
+            Verifier::Rs384(pkcs1v15::VerifyingKey::new(key.clone()))
+        }
+        (Material::Rsa(key), Alg::Rs512) => {
+            Verifier::Rs512(pkcs1v15::VerifyingKey::new(key.clone()))
+        }
+        (Material::Rsa(key), Alg::Ps256) => Verifier::Ps256(pss::VerifyingKey::new(key.clone())),
+        (Material::Rsa(key), Alg::Ps384) => Verifier::Ps384(pss::VerifyingKey::new(key.clone())),
+        (Material::Rsa(key), Alg::Ps512) => Verifier::Ps512(pss::VerifyingKey::new(key.clone())),
+        _ => return Err(mismatch()),
+    })
 }
 
 /// The keys a filter instance verifies with.
