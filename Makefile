@@ -12,7 +12,7 @@ PYTHON   := $(VENV)/bin/python
 ENVOY    := $(VENV)/bin/envoy
 STAMP    := $(VENV)/.installed
 
-.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench
+.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench fuzz
 
 ## build: compile the filter to target/jwt_guard.wasm
 build: wasm-target
@@ -53,6 +53,17 @@ $(BA_DEPS): tests/betterauth/package-lock.json
 ## bench: Envoy CPU per request, jwt-guard vs native jwt_authn (BENCH_ARGS=--quick)
 bench: build venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
+FUZZ_SECONDS  ?= 60
+FUZZ_TARGETS  := token claims path_rules config
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/target/corpus/$$t && \
+		cargo +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=16384 || exit 1; \
+	done
 
 ## lint: formatting, clippy (host and wasm) with warnings denied, 100 columns
 lint: wasm-target

@@ -27,6 +27,9 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", 
 
 class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle's algorithm
+    # holds the body until the peer's delayed ACK (~40 ms) on a keep-alive connection.
+    disable_nagle_algorithm = True
     server_version = "jwt-guard-demo-upstream"
     sys_version = ""
 

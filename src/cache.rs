@@ -25,6 +25,7 @@ pub struct TokenCache {
     capacity: usize,
     entries: HashMap<TokenHash, Identity>,
     order: VecDeque<TokenHash>,
+    hits: u64,
 }
 
 impl TokenCache {
@@ -32,8 +33,7 @@ impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
             capacity,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
+            ..TokenCache::default()
         }
     }
 
@@ -53,7 +53,13 @@ impl TokenCache {
             self.entries.remove(key);
             return None;
         }
+        self.hits += 1;
         self.entries.get(key)
+    }
+
+    /// How many lookups found a live entry so far.
+    pub fn hits(&self) -> u64 {
+        self.hits
     }
 
     /// Remembers a verified token; tokens without `exp` are not kept.
@@ -122,6 +128,7 @@ mod tests {
             Some("alice")
         );
         assert!(cache.get(&hash("t2"), 50).is_none());
+        assert_eq!(cache.hits(), 1);
     }
 
     #[test]

@@ -172,6 +172,7 @@ fn json_error(e: serde_json::Error) -> ConfigError {
     let field = text
         .split('`')
         .nth(1)
+        .filter(|name| !name.is_empty())
         .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
         .unwrap_or("(configuration)")
         .to_owned();
@@ -520,6 +521,11 @@ mod tests {
             field_of(&format!(r#"{{"secret":"{SECRET}","issuer":"x"}}"#)),
             "issuer"
         );
+    }
+
+    #[test]
+    fn empty_unknown_field_still_names_something() {
+        assert_eq!(field_of(r#"{"": 1}"#), "(configuration)");
     }
 
     #[test]

@@ -30,6 +30,7 @@ const SLOW_TICK: Duration = Duration::from_millis(1000);
 /// Counter and gauge ids, defined once per VM; Envoy shows them under `wasmcustom.`.
 struct Metrics {
     allowed: Option<u32>,
+    cache_hits: Option<u32>,
     denied: Vec<(Denial, Option<u32>)>,
     fetch_ok: Option<u32>,
     fetch_failed: Option<u32>,
@@ -44,6 +45,7 @@ impl Metrics {
         let remote_counter = |name: &str| if remote { counter(name) } else { None };
         Metrics {
             allowed: counter("jwt_guard.allowed"),
+            cache_hits: counter("jwt_guard.token_cache.hits"),
             denied: denial::ALL
                 .iter()
                 .map(|d| (*d, counter(&format!("jwt_guard.denied.{}", d.code()))))
@@ -164,13 +166,15 @@ impl Shared {
         let checked = match self.fetched.try_borrow_mut() {
             Ok(mut fetched) => {
                 let fetched = &mut *fetched;
-                let loaded = fetched.loaded;
-                (
+                let hits = fetched.cache.hits();
+                let checked =
                     self.settings
                         .guard
-                        .check(&request, &fetched.keys, &mut fetched.cache, now),
-                    loaded,
-                )
+                        .check(&request, &fetched.keys, &mut fetched.cache, now);
+                if fetched.cache.hits() != hits {
+                    increment(self.metrics.cache_hits);
+                }
+                (checked, fetched.loaded)
             }
             Err(_) => (Err(Denial::KeysUnavailable), false),
         };
@@ -457,10 +461,14 @@ impl RootContext for Root {
             let _ = hostcalls::set_tick_period(FAST_TICK);
         }
         let metrics = Metrics::define(settings.remote.is_some());
+        let fetched = Fetched {
+            cache: TokenCache::new(settings.token_cache_entries),
+            ..Fetched::default()
+        };
         self.shared = Some(Rc::new(Shared {
             settings,
             metrics,
-            fetched: RefCell::new(Fetched::default()),
+            fetched: RefCell::new(fetched),
         }));
         true
     }

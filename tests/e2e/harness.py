@@ -106,7 +106,8 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 class Upstream:
     """demo/upstream.py in a subprocess, logging every received request to a file."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, script: Path = REPO / "demo" / "upstream.py"):
+        self.script = script
         self.port = free_port()
         self.log_path = workdir / "upstream-requests.jsonl"
         self.stderr_path = workdir / "upstream.stderr"
@@ -116,7 +117,7 @@ class Upstream:
         self.log_path.touch()
         self._stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "demo" / "upstream.py"), "--port", str(self.port),
+            [sys.executable, str(self.script), "--port", str(self.port),
              "--log", str(self.log_path), "--quiet"],
             stdout=subprocess.DEVNULL, stderr=self._stderr, cwd=REPO,
         )
