@@ -70,7 +70,7 @@ lint: wasm-target
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(TARGET) -- -D warnings
-	@! grep -rnE '^.{101,}' --include='*.rs' src tests || \
+	@! grep -rnE '^.{101,}' --include='*.rs' src tests examples fuzz/fuzz_targets || \
 		(echo "lines over 100 columns above" >&2; exit 1)
 
 fmt:
