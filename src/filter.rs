@@ -461,7 +461,15 @@ impl RootContext for Root {
                 settings.guard.keys.len()
             ),
         }
-        if settings.remote.is_some() {
+        if let Some(remote) = &settings.remote {
+            // Envoy's compare-and-swap cannot guard the creation of a key, so every
+            // worker creates the fetch state here, before any takes the fetch lock;
+            // from then on all updates are compare-and-swap.
+            let key = remote.shared_key("state");
+            if let Ok((None, _)) = hostcalls::get_shared_data(&key) {
+                let initial = FetchState::default().encode();
+                let _ = hostcalls::set_shared_data(&key, Some(&initial), None);
+            }
             // The first tick fetches the keys; requests that need them wait for it.
             let _ = hostcalls::set_tick_period(FAST_TICK);
         }

@@ -348,8 +348,9 @@ def _response_complete(data: bytes) -> bool:
 class Envoy:
     def __init__(self, name: str, config: dict | str, workdir: Path, env: dict | None = None,
                  ports: Ports | None = None, cwd: Path = REPO, log_level: str = "info",
-                 component_log_level: str = "wasm:debug"):
+                 component_log_level: str = "wasm:debug", concurrency: int = 1):
         self.name = name
+        self.concurrency = concurrency
         self.log_level = log_level
         self.component_log_level = component_log_level
         self.config = config
@@ -367,7 +368,7 @@ class Envoy:
         self.config_path.write_text(text)
         self._stdio = open(self.workdir / f"{self.name}.stdio", "wb")
         self.proc = subprocess.Popen(
-            [envoy_binary(), "-c", str(self.config_path), "--concurrency", "1",
+            [envoy_binary(), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
              "--use-dynamic-base-id", "--log-path", str(self.log_path),
              "--log-level", self.log_level, "--component-log-level", self.component_log_level],
             stdout=self._stdio, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,

@@ -31,13 +31,15 @@ def issuer_cluster(port: int) -> dict:
     }
 
 
-def start_guard(name, workdir, upstream, issuer_port, base_url, **timing) -> Envoy:
+def start_guard(name, workdir, upstream, issuer_port, base_url, concurrency=1,
+                **timing) -> Envoy:
     """Envoy with jwt-guard configured only through `better_auth` (no secret, no JWKS)."""
     plugin = {"better_auth": {"base_url": base_url, "cluster": "better_auth", **timing}}
     ports = Ports()
     config = bootstrap(ports, upstream.port, [wasm_filter(plugin, host_env_keys=())])
     config["static_resources"]["clusters"].append(issuer_cluster(issuer_port))
-    return Envoy(name, config, workdir, env=envoy_env(), ports=ports).start()
+    return Envoy(name, config, workdir, env=envoy_env(), ports=ports,
+                 concurrency=concurrency).start()
 
 
 def new_user(issuer) -> tuple[str, str, str]:
@@ -87,6 +89,27 @@ def test_better_auth_token_own_path_allowed_other_denied(alg, npm_installed, wor
             stats = envoy.stats()
             assert stats["wasmcustom.jwt_guard.jwks.fetch_ok"] >= 1
             assert stats["wasmcustom.jwt_guard.jwks.keys"] >= 1
+        finally:
+            stop_checked(envoy)
+
+
+def test_four_workers_share_one_fetch(npm_installed, workdir, upstream):
+    with betterauth.start_server("EdDSA") as issuer:
+        envoy = start_guard("ba-workers", workdir, upstream, issuer.port, issuer.base_url,
+                            concurrency=4)
+        try:
+            user_id, _, token = new_user(issuer)
+            # Fresh connections are spread over the four workers (four VMs).
+            for _ in range(24):
+                resp = envoy.request(path=f"/api/{user_id}/notes", token=token)
+                assert_allowed(resp, upstream, user_id)
+            stats = envoy.stats()
+            assert stats["wasmcustom.jwt_guard.jwks.fetch_ok"] == 1, stats
+            assert stats.get("wasmcustom.jwt_guard.jwks.fetch_failed", 0) == 0, stats
+            workers = envoy.stats("listener.127.0.0.1")
+            busy = [n for n, v in workers.items()
+                    if n.endswith("downstream_cx_total") and ".worker_" in n and v > 0]
+            assert len(busy) >= 2, workers  # more than one worker really served
         finally:
             stop_checked(envoy)
 
