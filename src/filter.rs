@@ -583,9 +583,34 @@ impl HttpContext for Stream {
             decision => self.finish(decision),
         }
     }
+
+    // While the headers wait for keys, body and trailers stay in Envoy's buffer too:
+    // nothing of the request may move on before the decision.
+    fn on_http_request_body(&mut self, _size: usize, _end_of_stream: bool) -> Action {
+        if self.is_waiting() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if self.is_waiting() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
 }
 
 impl Stream {
+    /// Whether this request is parked until keys arrive.
+    fn is_waiting(&self) -> bool {
+        self.shared.fetched.try_borrow().map_or(true, |fetched| {
+            fetched.waiting.iter().any(|w| w.context_id == self.id)
+        })
+    }
+
     fn finish(&self, decision: Decision) -> Action {
         if self.shared.apply(decision) {
             Action::Continue

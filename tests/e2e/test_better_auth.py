@@ -2,6 +2,7 @@
 tests/betterauth) signs users up and issues JWTs; jwt-guard fetches its JWKS through an
 Envoy cluster, using the `better_auth` shorthand (JWKS path, issuer and audience)."""
 
+import socket
 import sys
 import time
 import urllib.parse
@@ -141,7 +142,12 @@ def test_better_auth_key_rotation_followed_without_restart(npm_installed, workdi
 
             old_kid = betterauth.decode_unverified(old_token)[0]["kid"]
             new_token = betterauth.wait_for_new_kid(issuer.base_url, cookie, old_kid)
-            assert_allowed(envoy.request(path=own, token=new_token), upstream, user_id)
+            # The first request with the new kid waits for the refetch, body and all.
+            body = b'{"note": "' + b"y" * 70000 + b'"}'
+            resp = envoy.request("POST", own, token=new_token, body=body,
+                                 headers={"content-type": "application/json"})
+            record = assert_allowed(resp, upstream, user_id)
+            assert record["body"] == body.decode()
             assert envoy.stats()["wasmcustom.jwt_guard.jwks.kid_refetch"] >= 1
 
             # The old key is still published: its tokens keep working.
@@ -216,8 +222,37 @@ def test_no_keys_yet_denied_503_and_public_path_unaffected(npm_installed, workdi
         resp = envoy.request(path=f"/api/{user_id}/notes", token=token)
         assert_denied(resp, 503, "keys_unavailable", upstream)
         assert resp.header("retry-after") == "1"
+        # A body arriving while the request waits for keys must not carry it upstream.
+        post = envoy.request("POST", f"/api/{user_id}/notes", token=token,
+                             body=b'{"note": "' + b"x" * 70000 + b'"}',
+                             headers={"content-type": "application/json"})
+        assert_denied(post, 503, "keys_unavailable", upstream)
         # Requests that need no key are not held back.
         missing = envoy.request(path=f"/api/{user_id}/notes")
         assert_denied(missing, 401, "missing_token", upstream)
     finally:
         stop_checked(envoy)
+
+
+def test_request_waiting_for_keys_holds_its_body(npm_installed, workdir, upstream):
+    # An issuer that accepts connections and never answers: the first fetch hangs
+    # until its timeout, and a request needing keys waits that long, body included.
+    with socket.socket() as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        black_hole.listen(64)
+        port = black_hole.getsockname()[1]
+        envoy = start_guard("ba-hang", workdir, upstream, port, f"http://127.0.0.1:{port}",
+                            timeout_ms=4000)
+        try:
+            with betterauth.start_server("EdDSA") as issuer:
+                user_id, _, token = new_user(issuer)
+            started = time.monotonic()
+            resp = envoy.request("POST", f"/api/{user_id}/notes", token=token,
+                                 body=b'{"note": "' + b"z" * 200000 + b'"}',
+                                 headers={"content-type": "application/json"})
+            waited = time.monotonic() - started
+            assert_denied(resp, 503, "keys_unavailable", upstream)
+            print(f"waited {waited:.2f} s")
+            assert waited < 10, waited  # bounded by the fetch timeout, not hung
+        finally:
+            stop_checked(envoy)
