@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::claims::ClaimsPolicy;
 use crate::guard::Guard;
+use crate::json;
 use crate::keys::{parse_jwks, Key, KeySet};
 use crate::remote::RemoteJwks;
 use crate::rules::{Require, Rule, Rules};
@@ -176,7 +177,7 @@ fn json_error(e: serde_json::Error) -> ConfigError {
         .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
         .unwrap_or("(configuration)")
         .to_owned();
-    ConfigError::new(field, text)
+    ConfigError::new(field, json::describe(&e))
 }
 
 fn keys(
@@ -521,6 +522,12 @@ mod tests {
             field_of(&format!(r#"{{"secret":"{SECRET}","issuer":"x"}}"#)),
             "issuer"
         );
+    }
+
+    #[test]
+    fn misplaced_secret_is_not_echoed() {
+        let err = parse_str(r#"{"issuers": "my-s3cret-that-belongs-elsewhere"}"#).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,8 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use rsa::{pkcs1v15, pss, BoxedUint};
 use serde::Deserialize;
+
+use crate::json;
 use sha2::{Sha256, Sha384, Sha512};
 
 /// A JWS algorithm this filter can verify.
@@ -239,14 +241,14 @@ struct RawJwk {
 pub fn parse_jwks(document: &serde_json::Value) -> Result<ParsedJwks, JwksError> {
     let raw = RawJwks::deserialize(document).map_err(|e| JwksError {
         location: "keys".into(),
-        reason: e.to_string(),
+        reason: json::describe(&e),
     })?;
 
     let mut parsed = ParsedJwks::default();
     for (index, value) in raw.keys.iter().enumerate() {
         let jwk = RawJwk::deserialize(value).map_err(|e| JwksError {
             location: format!("keys[{index}]"),
-            reason: e.to_string(),
+            reason: json::describe(&e),
         })?;
         match key_from_jwk(&jwk) {
             Ok(Some(key)) => parsed.keys.push(key),

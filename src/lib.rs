@@ -3,8 +3,10 @@
 //!
 //! Every decision lives in plain modules that never touch the host: `extract` finds the
 //! token, `token` decodes it, `keys` verifies its signature, `claims` checks what it
-//! says, `path` and `rules` decide what the path needs, `guard` puts them together and
-//! `denial` renders refusals. Only `filter` speaks to Envoy.
+//! says, `cache` remembers verified tokens, `path` and `rules` decide what the path
+//! needs, `guard` puts them together and `denial` renders refusals. `config` parses the
+//! plugin configuration, `remote` holds the JWKS fetch state workers share, and `json`
+//! describes parse errors without echoing values. Only `filter` speaks to Envoy.
 
 pub mod cache;
 pub mod claims;
@@ -12,6 +14,7 @@ pub mod config;
 pub mod denial;
 pub mod extract;
 pub mod guard;
+pub mod json;
 pub mod keys;
 pub mod path;
 pub mod remote;

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json;
 use crate::keys::{parse_jwks, ParsedJwks};
 
 /// Largest JWKS response accepted, in bytes.
@@ -179,7 +180,7 @@ pub fn check_response(status: Option<&[u8]>, body: &[u8]) -> Result<ParsedJwks, 
 /// Parses a JWKS body already accepted once (as published in shared data) or fresh.
 pub fn parse_body(body: &[u8]) -> Result<ParsedJwks, FetchError> {
     let document: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| FetchError::NotJwks(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| FetchError::NotJwks(json::describe(&e)))?;
     let parsed = parse_jwks(&document).map_err(|e| FetchError::NotJwks(e.to_string()))?;
     match parsed.keys.len() {
         0 => Err(FetchError::NoUsableKeys),
