@@ -267,7 +267,7 @@ impl Shared {
     fn update_state(
         &self,
         remote: &RemoteJwks,
-        change: impl Fn(&FetchState) -> Option<FetchState>,
+        mut change: impl FnMut(&FetchState) -> Option<FetchState>,
     ) -> Option<FetchState> {
         let key = remote.shared_key("state");
         for _ in 0..8 {
@@ -331,47 +331,38 @@ impl Shared {
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten();
-        let body = if body_size > remote::MAX_JWKS_BYTES {
-            Vec::new()
-        } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
         let checked = if body_size > remote::MAX_JWKS_BYTES {
             Err(remote::FetchError::TooLarge)
         } else {
-            remote::check_response(status.as_deref(), &body)
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            remote::check_response(status.as_deref(), &body).map(|parsed| (parsed, body))
+        };
+        let (parsed, body) = match checked {
+            Ok(fetched) => fetched,
+            Err(error) => return self.fetch_failed(remote, &error.to_string()),
         };
 
-        match checked {
-            Ok(parsed) => {
-                let _ = hostcalls::set_shared_data(&remote.shared_key("keys"), Some(&body), None);
-                let now = now_ms();
-                let previous = FetchState::decode(
-                    hostcalls::get_shared_data(&remote.shared_key("state"))
-                        .ok()
-                        .and_then(|(bytes, _)| bytes)
-                        .as_deref(),
-                );
-                let state = self.update_state(remote, |state| Some(state.succeeded(now, remote)));
-                increment(self.metrics.fetch_ok);
-                if previous.failures > 0 {
-                    log::info!(
-                        "jwt-guard: JWKS fetch recovered after {} failure(s)",
-                        previous.failures
-                    );
-                }
-                for note in &parsed.skipped {
-                    log::debug!("jwt-guard: fetched JWKS: {note}: skipped");
-                }
-                let version = state.map_or(u64::MAX, |s| s.version);
-                log::info!("jwt-guard: JWKS loaded with {} key(s)", parsed.keys.len());
-                self.install(KeySet::new(parsed.keys), version);
-            }
-            Err(error) => self.fetch_failed(remote, &error.to_string()),
+        let _ = hostcalls::set_shared_data(&remote.shared_key("keys"), Some(&body), None);
+        let now = now_ms();
+        let mut failures_before = 0;
+        let state = self.update_state(remote, |state| {
+            failures_before = state.failures;
+            Some(state.succeeded(now, remote))
+        });
+        increment(self.metrics.fetch_ok);
+        if failures_before > 0 {
+            log::info!("jwt-guard: JWKS fetch recovered after {failures_before} failure(s)");
         }
+        for note in &parsed.skipped {
+            log::debug!("jwt-guard: fetched JWKS: {note}: skipped");
+        }
+        log::info!("jwt-guard: JWKS loaded with {} key(s)", parsed.keys.len());
+        // Without a published version, the next sync loads the keys from shared data.
+        let version = state.map_or(u64::MAX, |s| s.version);
+        self.install(KeySet::new(parsed.keys), version);
     }
 
     /// Decides the waiting requests that can be decided: keys changed, no fetch is
