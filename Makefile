@@ -12,7 +12,7 @@ PYTHON   := $(VENV)/bin/python
 ENVOY    := $(VENV)/bin/envoy
 STAMP    := $(VENV)/.installed
 
-.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench fuzz
+.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench noop-filter fuzz
 
 ## build: compile the filter to target/jwt_guard.wasm
 build: wasm-target
@@ -51,8 +51,12 @@ $(BA_DEPS): tests/betterauth/package-lock.json
 	touch $@
 
 ## bench: Envoy CPU per request, jwt-guard vs native jwt_authn (BENCH_ARGS=--quick)
-bench: build venv
+bench: build noop-filter venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+## noop-filter: the empty Wasm filter `make bench` compares against
+noop-filter: wasm-target
+	cargo build --release --target $(TARGET) --example noop_filter
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
 FUZZ_SECONDS  ?= 60

@@ -2,11 +2,12 @@
 """jwt-guard benchmark: Envoy CPU per request with and without JWT verification.
 
 One command (`make bench`, i.e. `.venv/bin/python bench/run.py`) measures the same
-requests through five Envoy configurations, alternating them within each round:
+requests through six Envoy configurations, alternating them within each round:
 
   none          Envoy, no auth filter
-  floor         the Wasm floor: jwt-guard with one public rule (reads the headers, parses
-                the path, verifies nothing)
+  noop          an empty Wasm filter (examples/noop_filter.rs): the floor of any Wasm filter
+  floor         jwt-guard with one public rule (reads the headers, parses the path,
+                verifies nothing): its own fixed cost per request
   native        Envoy's jwt_authn, local JWKS, no JWT cache
   native_cache  the same with jwt_cache_config {jwt_cache_size: 100}
   guard         jwt-guard, rule /api/{user_id}/** require user
@@ -282,7 +283,8 @@ class Config:
 
 CONFIGS = [
     Config("none", "no auth filter", False),
-    Config("floor", "wasm floor (jwt-guard, public path)", False),
+    Config("noop", "empty Wasm filter", False),
+    Config("floor", "jwt-guard, public path", False),
     Config("native", "native jwt_authn, no cache", True),
     Config("native_cache", "native jwt_authn + jwt_cache", True),
     Config("guard", "jwt-guard", True),
@@ -336,12 +338,20 @@ def jwt_authn_filter(keys: Keys, cache: bool) -> dict:
     }
 
 
-def http_filters(config: Config, keys: Keys, module: Path) -> list[dict]:
+@dataclass(frozen=True)
+class Modules:
+    guard: Path     # target/jwt_guard.wasm
+    noop: Path      # examples/noop_filter.rs built for wasm32-wasip1
+
+
+def http_filters(config: Config, keys: Keys, modules: Modules) -> list[dict]:
     if config.key == "none":
         return [ROUTER]
+    if config.key == "noop":
+        return [wasm_filter(modules.noop, {}), ROUTER]
     if config.key == "floor":
         plugin = {"rules": [{"path": "/**", "require": "public"}], "secret": keys.secret}
-        return [wasm_filter(module, plugin), ROUTER]
+        return [wasm_filter(modules.guard, plugin), ROUTER]
     if config.key == "native":
         return [jwt_authn_filter(keys, cache=False), ROUTER]
     if config.key == "native_cache":
@@ -349,11 +359,12 @@ def http_filters(config: Config, keys: Keys, module: Path) -> list[dict]:
     if config.key == "guard":
         plugin = {"secret": keys.secret, "jwks": {"keys": [keys.ed_jwk]},
                   "rules": [{"path": "/api/{user_id}/**", "require": "user"}]}
-        return [wasm_filter(module, plugin), ROUTER]
+        return [wasm_filter(modules.guard, plugin), ROUTER]
     raise ValueError(config.key)
 
 
-def bootstrap(config: Config, keys: Keys, module: Path, admin_port: int, port: int) -> dict:
+def bootstrap(config: Config, keys: Keys, modules: Modules, admin_port: int, port: int
+              ) -> dict:
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1",
                                                  "port_value": admin_port}}},
@@ -383,7 +394,7 @@ def bootstrap(config: Config, keys: Keys, module: Path, admin_port: int, port: i
                             }],
                         }],
                     },
-                    "http_filters": http_filters(config, keys, module),
+                    "http_filters": http_filters(config, keys, modules),
                 },
             }]}],
         }]},
@@ -413,9 +424,9 @@ def cpu_ticks(pid: int) -> int:
 
 
 class Envoy:
-    def __init__(self, binary: str, config: Config, keys: Keys, module: Path,
+    def __init__(self, binary: str, config: Config, keys: Keys, modules: Modules,
                  workdir: Path, cpu: int | None, tag: str = ""):
-        self.binary, self.config, self.keys, self.module = binary, config, keys, module
+        self.binary, self.config, self.keys, self.modules = binary, config, keys, modules
         self.workdir, self.cpu = workdir, cpu
         self.name = config.key + tag
         self.log_path = workdir / f"envoy-{self.name}.log"
@@ -440,7 +451,7 @@ class Envoy:
     def _start_once(self) -> "Envoy":
         self.admin_port, self.port = free_port(), free_port()
         cfg_path = self.workdir / f"envoy-{self.name}.json"
-        cfg_path.write_text(json.dumps(bootstrap(self.config, self.keys, self.module,
+        cfg_path.write_text(json.dumps(bootstrap(self.config, self.keys, self.modules,
                                                  self.admin_port, self.port), indent=1))
         args = [self.binary, "-c", str(cfg_path), "--concurrency", "1",
                 "--disable-hot-restart", "-l", "warning", "--log-path", str(self.log_path)]
@@ -626,13 +637,13 @@ def measure(wrk: str, envoy: Envoy, scenario: Scenario, rnd: int, args) -> Sampl
     )
 
 
-def startup_times(binary: str, keys: Keys, module: Path, workdir: Path, cpu: int | None,
+def startup_times(binary: str, keys: Keys, modules: Modules, workdir: Path, cpu: int | None,
                   runs: int) -> dict[str, list[float]]:
     """Process start to admin /ready 200, alternating without/with the module."""
     times: dict[str, list[float]] = {"none": [], "guard": []}
     for i in range(runs):
         for key in ("none", "guard"):
-            envoy = Envoy(binary, CONFIG_BY_KEY[key], keys, module, workdir, cpu,
+            envoy = Envoy(binary, CONFIG_BY_KEY[key], keys, modules, workdir, cpu,
                           tag=f"-startup{i}")
             try:
                 envoy.start()
@@ -736,10 +747,11 @@ def render_markdown(meta: dict, summary: dict, scenarios: list[Scenario],
                 f"{row['p99_ms']:.2f} | {row['cpu_us']:.1f} | {fmt_ratio(row['vs_native'])} "
                 f"| {fmt_ratio(row['vs_native_cache'])} | {row['busy_pct']:.0f} % |")
         lines.append("")
-    lines.append("Configurations: *no auth filter* = router only; *wasm floor* = jwt-guard "
-                 "with the single rule `/** public` (loads the VM, reads headers, matches "
-                 "the path, verifies nothing: jwt-guard's fixed cost per request, more "
-                 "than an empty Wasm filter's); *native "
+    lines.append("Configurations: *no auth filter* = router only; *empty Wasm filter* = "
+                 "examples/noop_filter.rs, a proxy-wasm filter that does nothing (the floor "
+                 "of any Wasm filter); *jwt-guard, public path* = jwt-guard with the single "
+                 "rule `/** public` (reads headers, matches the path, verifies nothing: "
+                 "jwt-guard's fixed cost per request); *native "
                  "jwt_authn* = `envoy.filters.http.jwt_authn` with the same keys in "
                  "`local_jwks`, without / with `jwt_cache_config {jwt_cache_size: 100}`; "
                  "*jwt-guard* = `/api/{user_id}/**` require user. In scenario 4 the two "
@@ -798,12 +810,12 @@ SHORT_TITLES = {
 # --------------------------------------------------------------------------- main
 
 
-def measure_all(wrk: str, binary: str, keys: Keys, module: Path, workdir: Path,
+def measure_all(wrk: str, binary: str, keys: Keys, modules: Modules, workdir: Path,
                 scenarios: list[Scenario], envoys: dict, args) -> list[Sample]:
     """Starts one Envoy per configuration (into `envoys`, which the caller stops), checks
     each answers as expected, then measures round by round, alternating configurations."""
     for cfg in args.config_list:
-        envoys[cfg.key] = Envoy(binary, cfg, keys, module, workdir, args.envoy_cpu).start()
+        envoys[cfg.key] = Envoy(binary, cfg, keys, modules, workdir, args.envoy_cpu).start()
         sanity_check(envoys[cfg.key], keys)
         for sc in scenarios:
             scenario_check(envoys[cfg.key], sc)
@@ -855,6 +867,10 @@ def parse_args(argv=None):
     p.add_argument("--envoy", help="Envoy binary (default .venv/bin/envoy, $ENVOY)")
     p.add_argument("--module", default=str(REPO / "target" / "jwt_guard.wasm"),
                    help="the jwt-guard module (default target/jwt_guard.wasm)")
+    p.add_argument("--noop-module",
+                   default=str(REPO / "target" / "wasm32-wasip1" / "release" / "examples"
+                               / "noop_filter.wasm"),
+                   help="the empty Wasm filter (default: examples/noop_filter.rs's build)")
     p.add_argument("--out", default=str(REPO / "target" / "bench"),
                    help="output folder (default target/bench)")
     args = p.parse_args(argv)
@@ -910,8 +926,10 @@ def main(argv=None) -> int:
     wrk = ensure_wrk()
     binary = envoy_binary(args.envoy)
     module = Path(args.module).resolve()
-    if not module.is_file():
-        raise BenchError(f"{module} not found: run `make build` first")
+    noop = Path(args.noop_module).resolve()
+    for path, made_by in ((module, "make build"), (noop, "make noop-filter")):
+        if not path.is_file():
+            raise BenchError(f"{path} not found: run `{made_by}` first")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # No figures from an earlier run may survive a run that fails; nor its leftovers.
@@ -923,6 +941,9 @@ def main(argv=None) -> int:
     # Every Envoy of the run loads this copy: a rebuild during the run cannot mix modules.
     module_copy = workdir / "jwt_guard.wasm"
     shutil.copyfile(module, module_copy)
+    noop_copy = workdir / "noop_filter.wasm"
+    shutil.copyfile(noop, noop_copy)
+    modules = Modules(guard=module_copy, noop=noop_copy)
     module, module_bytes = module_copy, module_copy.stat().st_size
     module_sha = hashlib.sha256(module_copy.read_bytes()).hexdigest()
     pin_cpus(args)
@@ -939,12 +960,12 @@ def main(argv=None) -> int:
     log(f"tokens minted in {time.monotonic() - t0:.1f} s")
 
     log("start-up time (start to /ready) ...")
-    startup = startup_times(binary, keys, module, workdir, args.envoy_cpu, args.startup_runs)
+    startup = startup_times(binary, keys, modules, workdir, args.envoy_cpu, args.startup_runs)
     log("  " + ", ".join(f"{k}: {median(v) * 1000:.0f} ms" for k, v in startup.items()))
 
     envoys: dict[str, Envoy] = {}
     try:
-        samples = measure_all(wrk, binary, keys, module, workdir, scenarios, envoys, args)
+        samples = measure_all(wrk, binary, keys, modules, workdir, scenarios, envoys, args)
     except BenchError as exc:
         raise BenchError(f"{exc}\n(bootstraps and Envoy logs kept in {workdir})") from None
     finally:

@@ -2,6 +2,7 @@
 //! decision of its own and never logs a header value, a claim or a key.
 
 use std::cell::RefCell;
+use std::ptr::null_mut;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use crate::cache::TokenCache;
 use crate::config::{self, Settings};
 use crate::denial::{self, Denial};
 use crate::guard::{Allowed, Request};
+use crate::header_map;
 use crate::keys::KeySet;
 use crate::remote::{self, FetchState, Reason, RemoteJwks};
 
@@ -85,6 +87,74 @@ fn now_ms() -> u64 {
         .map_or(u64::MAX, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The proxy-wasm ABI call behind the SDK's `get_map_bytes`, which copies every
+    /// header into its own allocation; `request_headers` borrows from the buffer instead.
+    fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+}
+
+/// The request headers as Envoy serializes them, or `None` if the host call fails.
+fn request_headers() -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: on success the host has written a buffer of `size` bytes that it allocated
+    // through the SDK's `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size`
+    // bytes) and hands it over to us; a `Vec` with that length and capacity owns and
+    // frees it, as the SDK's own `get_map_bytes` does. Nothing else refers to it.
+    unsafe {
+        let status =
+            proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size);
+        match status {
+            0 if data.is_null() => Some(Vec::new()),
+            0 => Some(Vec::from_raw_parts(data, size, size)),
+            _ => None,
+        }
+    }
+}
+
+/// What the guard needs of a request, borrowed from its headers.
+struct Seen<'a> {
+    method: &'a [u8],
+    path: &'a [u8],
+    authorization: Vec<&'a [u8]>,
+    has_origin: bool,
+    has_cors_request_method: bool,
+}
+
+impl<'a> Seen<'a> {
+    fn read(headers: &[header_map::Pair<'a>]) -> Seen<'a> {
+        let mut seen = Seen {
+            method: b"",
+            path: b"",
+            authorization: Vec::new(),
+            has_origin: false,
+            has_cors_request_method: false,
+        };
+        for (name, value) in headers {
+            match *name {
+                b":method" => seen.method = value,
+                b":path" => seen.path = value,
+                b"authorization" => seen.authorization.push(value),
+                b"origin" => seen.has_origin = true,
+                b"access-control-request-method" => seen.has_cors_request_method = true,
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    fn request(&self) -> Request<'_> {
+        Request {
+            method: self.method,
+            path: self.path,
+            authorization: &self.authorization,
+            has_origin: self.has_origin,
+            has_cors_request_method: self.has_cors_request_method,
+        }
+    }
+}
+
 /// A request's facts, owned, so that it can wait for keys.
 struct Facts {
     method: Vec<u8>,
@@ -95,25 +165,24 @@ struct Facts {
 }
 
 impl Facts {
-    fn read(headers: Vec<(String, Vec<u8>)>) -> Facts {
-        let mut facts = Facts {
-            method: Vec::new(),
-            path: Vec::new(),
-            authorization: Vec::new(),
-            has_origin: false,
-            has_cors_request_method: false,
-        };
-        for (name, value) in headers {
-            match name.as_str() {
-                ":method" => facts.method = value,
-                ":path" => facts.path = value,
-                "authorization" => facts.authorization.push(value),
-                "origin" => facts.has_origin = true,
-                "access-control-request-method" => facts.has_cors_request_method = true,
-                _ => {}
-            }
+    fn own(seen: &Seen<'_>) -> Facts {
+        Facts {
+            method: seen.method.to_vec(),
+            path: seen.path.to_vec(),
+            authorization: seen.authorization.iter().map(|v| v.to_vec()).collect(),
+            has_origin: seen.has_origin,
+            has_cors_request_method: seen.has_cors_request_method,
         }
-        facts
+    }
+
+    fn seen(&self) -> Seen<'_> {
+        Seen {
+            method: &self.method,
+            path: &self.path,
+            authorization: self.authorization.iter().map(Vec::as_slice).collect(),
+            has_origin: self.has_origin,
+            has_cors_request_method: self.has_cors_request_method,
+        }
     }
 }
 
@@ -152,16 +221,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// Decides on `facts` with the keys at hand.
-    fn decide(&self, facts: &Facts, can_wait: bool) -> Decision {
-        let authorization: Vec<&[u8]> = facts.authorization.iter().map(Vec::as_slice).collect();
-        let request = Request {
-            method: &facts.method,
-            path: &facts.path,
-            authorization: &authorization,
-            has_origin: facts.has_origin,
-            has_cors_request_method: facts.has_cors_request_method,
-        };
+    /// Decides on `request` with the keys at hand.
+    fn decide(&self, request: &Request<'_>, can_wait: bool) -> Decision {
         let now = now_ms() / 1000;
         let checked = match self.fetched.try_borrow_mut() {
             Ok(mut fetched) => {
@@ -170,7 +231,7 @@ impl Shared {
                 let checked =
                     self.settings
                         .guard
-                        .check(&request, &fetched.keys, &mut fetched.cache, now);
+                        .check(request, &fetched.keys, &mut fetched.cache, now);
                 if fetched.cache.hits() != hits {
                     increment(self.metrics.cache_hits);
                 }
@@ -379,7 +440,7 @@ impl Shared {
             if hostcalls::set_effective_context(request.context_id).is_err() {
                 continue; // the stream is gone
             }
-            if self.apply(self.decide(&request.facts, false)) {
+            if self.apply(self.decide(&request.facts.seen().request(), false)) {
                 let _ = hostcalls::resume_http_request();
             }
         }
@@ -535,21 +596,24 @@ impl HttpContext for Stream {
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
 
-        let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        let Some(buffer) = request_headers() else {
+            return self.finish(Decision::Deny(Denial::InvalidAuthorization));
+        };
+        let Ok(headers) = header_map::pairs(&buffer) else {
             return self.finish(Decision::Deny(Denial::InvalidAuthorization));
         };
         // The upstream must only ever see the user header this filter sets.
         if headers
             .iter()
-            .any(|(name, _)| *name == settings.user_header)
+            .any(|(name, _)| *name == settings.user_header.as_bytes())
             && hostcalls::set_map_value(MapType::HttpRequestHeaders, &settings.user_header, None)
                 .is_err()
         {
             return self.finish(Decision::Deny(Denial::InvalidAuthorization));
         }
 
-        let facts = Facts::read(headers);
-        match shared.decide(&facts, true) {
+        let seen = Seen::read(&headers);
+        match shared.decide(&seen.request(), true) {
             Decision::Wait(reason) => {
                 let Some(remote) = settings.remote.as_ref() else {
                     return self.finish(Decision::Deny(Denial::KeysUnavailable));
@@ -558,12 +622,12 @@ impl HttpContext for Stream {
                 shared.sync(remote);
                 if shared.fetched.borrow().version != version {
                     // Another worker published new keys meanwhile: decide with them.
-                    return self.finish(shared.decide(&facts, false));
+                    return self.finish(shared.decide(&seen.request(), false));
                 }
                 let deadline = now_ms().saturating_add(remote.timeout_ms + 200);
                 let waiting = Waiting {
                     context_id: self.id,
-                    facts,
+                    facts: Facts::own(&seen),
                     reason,
                     deadline,
                 };

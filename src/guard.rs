@@ -1,7 +1,7 @@
 //! The whole decision for one request: what the path needs, whether the token is
 //! good, and whether its user is the one the path names.
 
-use crate::cache::{self, TokenCache};
+use crate::cache::TokenCache;
 use crate::claims::{ClaimsPolicy, Identity};
 use crate::denial::Denial;
 use crate::keys::{KeyMiss, KeySet};
@@ -89,14 +89,13 @@ impl Guard {
         if !cache.enabled() {
             return self.verify(token, fetched, now);
         }
-        let key = cache::hash(token);
-        if let Some(identity) = cache.get(&key, now) {
+        if let Some(identity) = cache.get(token, now) {
             self.claims
                 .check_time(identity.expires, identity.not_before, now)?;
             return Ok(identity.clone());
         }
         let identity = self.verify(token, fetched, now)?;
-        cache.insert(key, identity.clone(), now);
+        cache.insert(token, identity.clone(), now);
         Ok(identity)
     }
 

@@ -5,8 +5,9 @@
 //! token, `token` decodes it, `keys` verifies its signature, `claims` checks what it
 //! says, `cache` remembers verified tokens, `path` and `rules` decide what the path
 //! needs, `guard` puts them together and `denial` renders refusals. `config` parses the
-//! plugin configuration, `remote` holds the JWKS fetch state workers share, and `json`
-//! describes parse errors without echoing values. Only `filter` speaks to Envoy.
+//! plugin configuration, `remote` holds the JWKS fetch state workers share, `json`
+//! describes parse errors without echoing values, and `header_map` reads the headers as
+//! Envoy serializes them. Only `filter` speaks to Envoy.
 
 pub mod cache;
 pub mod claims;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod denial;
 pub mod extract;
 pub mod guard;
+pub mod header_map;
 pub mod json;
 pub mod keys;
 pub mod path;
