@@ -12,7 +12,7 @@ PYTHON   := $(VENV)/bin/python
 ENVOY    := $(VENV)/bin/envoy
 STAMP    := $(VENV)/.installed
 
-.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench noop-filter fuzz
+.PHONY: build run test unit e2e lint fmt clean venv wasm-target bench bench-instructions bench-stages noop-filter fuzz
 
 ## build: compile the filter to target/jwt_guard.wasm
 build: wasm-target
@@ -53,6 +53,19 @@ $(BA_DEPS): tests/betterauth/package-lock.json
 ## bench: Envoy CPU per request, jwt-guard vs native jwt_authn (BENCH_ARGS=--quick)
 bench: build noop-filter venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+## bench-instructions: instructions per request, Envoy under callgrind (BENCH_ARGS too)
+bench-instructions: build noop-filter venv
+	$(PYTHON) bench/instructions.py $(BENCH_ARGS)
+
+## bench-stages: the core's stages natively and as Wasm under Node's V8 (--no-liftoff)
+bench-stages: wasm-target
+	cargo build --release --example stages --target $(TARGET)
+	@echo "native (host):"
+	@cargo run --quiet --release --example stages
+	@echo "wasm32-wasip1 in Node $$(node --version), V8 --no-liftoff:"
+	@node --no-warnings --no-liftoff bench/wasi-run.mjs \
+		target/$(TARGET)/release/examples/stages.wasm
 
 ## noop-filter: the empty Wasm filter `make bench` compares against
 noop-filter: wasm-target

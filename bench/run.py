@@ -50,6 +50,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 LUA_SCRIPT = BENCH_DIR / "requests.lua"
+NOOP_MODULE = REPO / "target" / "wasm32-wasip1" / "release" / "examples" / "noop_filter.wasm"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 
 STAT_PREFIX = "bench"
@@ -134,18 +135,23 @@ def ensure_python_deps() -> None:
     importlib.invalidate_caches()
 
 
+def apt_install(package: str) -> None:
+    """Installs a Debian package (these machines run the bench as root)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise BenchError(f"{package} is not installed (Debian: apt-get install -y {package})")
+    log(f"installing {package} (apt-get install -y {package})")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    if subprocess.run(["apt-get", "install", "-y", package], **quiet).returncode != 0:
+        subprocess.run(["apt-get", "update"], check=True, **quiet)
+        subprocess.run(["apt-get", "install", "-y", package], check=True, **quiet)
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
         return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise BenchError("wrk is not installed (Debian: apt-get install -y wrk)")
-    log("installing wrk (apt-get install -y wrk)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    quiet = {"stdout": subprocess.DEVNULL, "env": env}
-    if subprocess.run(["apt-get", "install", "-y", "wrk"], **quiet).returncode != 0:
-        subprocess.run(["apt-get", "update"], check=True, **quiet)
-        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, **quiet)
+    apt_install("wrk")
     found = shutil.which("wrk")
     if not found:
         raise BenchError("apt-get installed wrk but it is not on PATH")
@@ -867,9 +873,7 @@ def parse_args(argv=None):
     p.add_argument("--envoy", help="Envoy binary (default .venv/bin/envoy, $ENVOY)")
     p.add_argument("--module", default=str(REPO / "target" / "jwt_guard.wasm"),
                    help="the jwt-guard module (default target/jwt_guard.wasm)")
-    p.add_argument("--noop-module",
-                   default=str(REPO / "target" / "wasm32-wasip1" / "release" / "examples"
-                               / "noop_filter.wasm"),
+    p.add_argument("--noop-module", default=str(NOOP_MODULE),
                    help="the empty Wasm filter (default: examples/noop_filter.rs's build)")
     p.add_argument("--out", default=str(REPO / "target" / "bench"),
                    help="output folder (default target/bench)")

@@ -121,8 +121,11 @@ impl Verifier {
             Verifier::Hs256(mac) => hmac(mac, message, signature),
             Verifier::Hs384(mac) => hmac(mac, message, signature),
             Verifier::Hs512(mac) => hmac(mac, message, signature),
+            // RFC 8032 verification (s must be canonical; R is compared as encoded).
+            // `verify_strict` would also decompress R to refuse small-order points, which
+            // matters for weak keys only: `parse` refuses those up front.
             Verifier::EdDsa(key) => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify_strict(message, &sig).is_ok()),
+                .is_ok_and(|sig| signature::Verifier::verify(key, message, &sig).is_ok()),
             Verifier::Es256(key) => check::<p256::ecdsa::Signature, _>(key, message, signature),
             Verifier::Es384(key) => check::<p384::ecdsa::Signature, _>(key, message, signature),
             Verifier::Es512(key) => check::<p521::ecdsa::Signature, _>(key, message, signature),
@@ -291,7 +294,9 @@ fn key_from_jwk(jwk: &RawJwk) -> Result<Option<Key>, KeyError> {
             let x = member(&jwk.x, "x", Some(32))?;
             let bytes: [u8; 32] = x.try_into().map_err(|_| KeyError::new("x", "32 bytes"))?;
             let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| KeyError::new("x", "not an Ed25519 public key"))?;
+                .ok()
+                .filter(|key| !key.is_weak())
+                .ok_or_else(|| KeyError::new("x", "not an Ed25519 public key of full order"))?;
             (Material::Ed25519(key), &[Alg::EdDsa])
         }
         ("EC", Some("P-256")) => {
@@ -520,6 +525,26 @@ mod tests {
         let err =
             parse(json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]})).unwrap_err();
         assert_eq!(err.location, "keys[0].x");
+    }
+
+    #[test]
+    fn okp_weak_key_is_refused() {
+        // The identity point: a valid encoding, but [k]A is the same for every message,
+        // so R = [s]B forges a signature that plain RFC 8032 checks accept (here s = 1,
+        // R = the encoded base point). Hence `parse` refuses keys of small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut forged = [0u8; 64];
+        forged[..32].fill(0x66);
+        forged[0] = 0x58;
+        forged[32] = 1;
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+        let forged = ed25519_dalek::Signature::from_bytes(&forged);
+        assert!(signature::Verifier::verify(&weak, b"any message", &forged).is_ok());
+
+        let x = URL_SAFE_NO_PAD.encode(identity);
+        let doc = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]});
+        assert_eq!(parse(doc).unwrap_err().location, "keys[0].x");
     }
 
     #[test]

@@ -74,6 +74,15 @@ def test_bad_config_validate_refused(module_path, workdir, plugin_config):
     assert "wasm" in output(result).lower(), output(result)[-3000:]
 
 
+def test_weak_ed25519_key_validate_refused_naming_it(module_path, workdir):
+    # The identity point: a valid encoding of a key of small order, under which anyone
+    # can forge signatures that plain RFC 8032 verification accepts.
+    weak = {"kty": "OKP", "crv": "Ed25519", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+    result = run_validate(workdir, {"secret": SECRET, "jwks": {"keys": [weak]}})
+    assert result.returncode != 0, output(result)[-3000:]
+    assert "keys[0].x" in output(result), output(result)[-3000:]
+
+
 @pytest.mark.parametrize("value", ["{not json", "", "[]", "null", '"secret"',
                                    json.dumps({"secret": SECRET}) + " trailing"],
                          ids=["truncated", "empty", "array", "null", "string", "trailing"])
