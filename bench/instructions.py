@@ -108,8 +108,11 @@ def measure(binary: Path, config: bench.Config, keys: bench.Keys, modules: bench
         for sc in scenarios:
             expect = bench.expected_status(config, sc)
             # Warm-up tokens come from the end of the list, so that in scenarios 3 and 4
-            # the counted requests still see tokens that are new to every cache.
-            send(port, sc.lines[-args.warmup:], args.warmup, expect)
+            # the counted requests still see tokens that are new to every cache; there
+            # the warm-up also fills jwt-guard's token cache (1024 entries by default),
+            # so that every counted request evicts an entry, as in a long run.
+            warmup = args.warmup if len(sc.lines) == 1 else args.fill
+            send(port, sc.lines[-warmup:], warmup, expect)
             callgrind(proc.pid, "--zero")
             send(port, sc.lines, args.requests, expect)
             callgrind(proc.pid, f"--dump=scenario{sc.id}")
@@ -127,8 +130,10 @@ def render(results: dict, scenarios: list[bench.Scenario], configs: list[bench.C
            args, module_bytes: int) -> str:
     lines = ["# jwt-guard benchmark: instructions per request", "",
              f"- Envoy under valgrind's callgrind, one worker; {args.requests} sequential "
-             f"requests per scenario after {args.warmup} warm-up requests, on one keep-alive "
-             f"connection; route = `direct_response` 200. Module: {module_bytes:,} bytes.",
+             f"requests per scenario on one keep-alive connection, after {args.warmup} "
+             f"warm-up requests (scenarios 1 and 2) or {args.fill} with other tokens "
+             f"(scenarios 3 and 4: the token cache is full, each request evicts an entry); "
+             f"route = `direct_response` 200. Module: {module_bytes:,} bytes.",
              "- Thousands of instructions (k) Envoy executed per request, all threads. "
              "Not time: compare jwt-guard builds with each other; ratios against native "
              "jwt_authn are a guide only.", ""]
@@ -155,7 +160,11 @@ def parse_args(argv=None):
     p.add_argument("--configs", default=",".join(c.key for c in bench.CONFIGS),
                    help=f"comma-separated from {', '.join(bench.CONFIG_BY_KEY)}")
     p.add_argument("--requests", type=int, default=300, help="counted requests (default 300)")
-    p.add_argument("--warmup", type=int, default=50, help="warm-up requests (default 50)")
+    p.add_argument("--warmup", type=int, default=50,
+                   help="warm-up requests, scenarios 1 and 2 (default 50)")
+    p.add_argument("--fill", type=int, default=1100,
+                   help="warm-up requests with distinct tokens, scenarios 3 and 4 "
+                        "(default 1100: more than the token cache holds)")
     p.add_argument("--module", default=str(bench.REPO / "target" / "jwt_guard.wasm"))
     p.add_argument("--noop-module", default=str(bench.NOOP_MODULE))
     p.add_argument("--out", default=str(bench.REPO / "target" / "bench"))
@@ -167,8 +176,8 @@ def parse_args(argv=None):
     if not keys or any(k not in bench.CONFIG_BY_KEY for k in keys):
         p.error(f"--configs: choose from {', '.join(bench.CONFIG_BY_KEY)}")
     args.config_list = [c for c in bench.CONFIGS if c.key in keys]
-    if min(args.requests, args.warmup) < 1:
-        p.error("--requests and --warmup must be at least 1")
+    if min(args.requests, args.warmup, args.fill) < 1:
+        p.error("--requests, --warmup and --fill must be at least 1")
     return args
 
 
@@ -190,7 +199,7 @@ def main(argv=None) -> int:
     shutil.copyfile(module, modules.guard)
     shutil.copyfile(noop, modules.noop)
     keys = bench.Keys.generate()
-    tokens = args.requests + args.warmup
+    tokens = args.requests + args.fill
     scenarios = bench.build_scenarios(keys, args.scenario_ids, tokens, workdir)
 
     results = {}

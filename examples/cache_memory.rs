@@ -40,7 +40,7 @@ fn main() {
             };
             // A Better Auth token for "Ada Lovelace" (EdDSA, default payload) was 598
             // bytes in tests/betterauth; the cache keeps the whole token.
-            cache.insert(&format!("{i:0600}"), identity, 0);
+            cache.insert(&format!("{i:0600}"), identity);
         }
         let bytes = LIVE.load(Ordering::Relaxed) - before;
         println!(

@@ -12,15 +12,27 @@ use std::rc::Rc;
 
 use crate::claims::Identity;
 
-/// Verified tokens, oldest evicted first once `capacity` is reached.
+/// Verified tokens, the oldest insertion evicted first once `capacity` is reached.
+///
+/// Every operation costs one or two hash lookups, whatever the capacity: a stream of
+/// new valid tokens (each one evicting the oldest) must not cost a scan of the cache.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
     // The default hasher is SipHash with a key drawn per VM, so clients cannot aim
     // tokens at one bucket.
-    entries: HashMap<Rc<str>, Identity>,
-    order: VecDeque<Rc<str>>,
+    entries: HashMap<Rc<str>, Entry>,
+    /// Insertion order. An entry removed since (expired, replaced) leaves a stale item
+    /// here, recognised by its sequence number and skipped.
+    order: VecDeque<(u64, Rc<str>)>,
+    next_seq: u64,
     hits: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    identity: Identity,
+    seq: u64,
 }
 
 impl TokenCache {
@@ -37,19 +49,15 @@ impl TokenCache {
         self.capacity > 0
     }
 
-    /// The identity `token` proved, unless it has expired by `now`.
-    pub fn get(&mut self, token: &str, now: u64) -> Option<&Identity> {
-        let expired = self
-            .entries
-            .get(token)?
-            .expires
-            .is_none_or(|exp| exp <= now as f64);
-        if expired {
-            self.entries.remove(token);
-            return None;
+    /// The identity `token` proved, unless it has expired by `now` (then it is dropped).
+    pub fn get(&mut self, token: &str, now: u64) -> Option<Identity> {
+        let entry = self.entries.get(token)?;
+        if entry.identity.expires.is_some_and(|exp| exp > now as f64) {
+            self.hits += 1;
+            return Some(entry.identity.clone());
         }
-        self.hits += 1;
-        self.entries.get(token)
+        self.entries.remove(token);
+        None
     }
 
     /// How many lookups found a live entry so far.
@@ -58,20 +66,26 @@ impl TokenCache {
     }
 
     /// Remembers a verified token; tokens without `exp` are not kept.
-    pub fn insert(&mut self, token: &str, identity: Identity, now: u64) {
+    pub fn insert(&mut self, token: &str, identity: Identity) {
         if self.capacity == 0 || identity.expires.is_none() {
             return;
         }
-        if let Some(held) = self.entries.get_mut(token) {
-            *held = identity;
-            return;
+        self.entries.remove(token);
+        while self.entries.len() >= self.capacity {
+            self.evict_oldest();
         }
-        if self.entries.len() >= self.capacity {
-            self.evict(now);
-        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let token: Rc<str> = Rc::from(token);
-        self.order.push_back(Rc::clone(&token));
-        self.entries.insert(token, identity);
+        self.order.push_back((seq, Rc::clone(&token)));
+        self.entries.insert(token, Entry { identity, seq });
+        // Stale items are dropped as eviction reaches them; should expiries keep the
+        // cache below capacity, they are swept here, at most once per `capacity` inserts.
+        if self.order.len() > 2 * self.capacity {
+            let entries = &self.entries;
+            self.order
+                .retain(|(seq, token)| entries.get(token).is_some_and(|e| e.seq == *seq));
+        }
     }
 
     /// Forgets everything, as when the key set changes.
@@ -90,19 +104,15 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
-    /// Drops expired entries, or else the oldest one.
-    fn evict(&mut self, now: u64) {
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, id| id.expires.is_some_and(|exp| exp > now as f64));
-        if self.entries.len() == before {
-            while let Some(oldest) = self.order.pop_front() {
-                if self.entries.remove(&oldest).is_some() {
-                    break;
-                }
+    fn evict_oldest(&mut self) {
+        while let Some((seq, token)) = self.order.pop_front() {
+            if self.entries.get(&token).is_some_and(|e| e.seq == seq) {
+                self.entries.remove(&token);
+                return;
             }
         }
-        self.order.retain(|token| self.entries.contains_key(token));
+        // Unreachable while every entry has its item in `order`; never loop on it.
+        self.entries.clear();
     }
 }
 
@@ -121,8 +131,8 @@ mod tests {
     #[test]
     fn hit_returns_identity() {
         let mut cache = TokenCache::new(4);
-        cache.insert("t1", identity("alice", Some(100)), 10);
-        assert_eq!(cache.get("t1", 50).map(|i| i.user.as_str()), Some("alice"));
+        cache.insert("t1", identity("alice", Some(100)));
+        assert_eq!(cache.get("t1", 50).map(|i| i.user), Some("alice".into()));
         assert!(cache.get("t2", 50).is_none());
         assert_eq!(cache.hits(), 1);
     }
@@ -131,7 +141,7 @@ mod tests {
     fn only_the_identical_token_hits() {
         let mut cache = TokenCache::new(4);
         let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
-        cache.insert(token, identity("alice", Some(100)), 10);
+        cache.insert(token, identity("alice", Some(100)));
         for other in [
             &token[..token.len() - 1],
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lo",
@@ -142,20 +152,24 @@ mod tests {
     }
 
     #[test]
-    fn inserting_again_replaces_without_growing() {
+    fn inserting_again_replaces_and_renews() {
         let mut cache = TokenCache::new(2);
-        cache.insert("t1", identity("alice", Some(100)), 10);
-        cache.insert("t1", identity("alice", Some(200)), 10);
-        cache.insert("t2", identity("bob", Some(100)), 10);
+        cache.insert("t1", identity("alice", Some(100)));
+        cache.insert("t2", identity("bob", Some(100)));
+        cache.insert("t1", identity("alice", Some(200)));
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.get("t1", 150).map(|i| i.user.as_str()), Some("alice"));
-        assert_eq!(cache.order.len(), 2);
+        assert!(cache.get("t1", 150).is_some());
+        // t1 was inserted last, so t2 is the oldest.
+        cache.insert("t3", identity("carol", Some(100)));
+        assert!(cache.get("t2", 50).is_none());
+        assert!(cache.get("t1", 50).is_some());
+        assert!(cache.get("t3", 50).is_some());
     }
 
     #[test]
     fn entry_never_outlives_exp() {
         let mut cache = TokenCache::new(4);
-        cache.insert("t1", identity("alice", Some(100)), 10);
+        cache.insert("t1", identity("alice", Some(100)));
         assert!(cache.get("t1", 100).is_none());
         assert!(cache.is_empty());
     }
@@ -163,36 +177,61 @@ mod tests {
     #[test]
     fn token_without_exp_is_not_cached() {
         let mut cache = TokenCache::new(4);
-        cache.insert("t1", identity("alice", None), 10);
+        cache.insert("t1", identity("alice", None));
         assert!(cache.is_empty());
     }
 
     #[test]
-    fn capacity_evicts_expired_then_oldest() {
+    fn capacity_evicts_the_oldest_insertion() {
         let mut cache = TokenCache::new(2);
-        cache.insert("old", identity("a", Some(20)), 10);
-        cache.insert("live", identity("b", Some(500)), 10);
-        cache.insert("new", identity("c", Some(500)), 30); // "old" has expired
-        assert!(cache.get("live", 30).is_some());
-        assert!(cache.get("new", 30).is_some());
-        cache.insert("newer", identity("d", Some(500)), 30); // evicts "live"
+        cache.insert("a", identity("a", Some(500)));
+        cache.insert("b", identity("b", Some(500)));
+        assert!(cache.get("a", 30).is_some()); // a hit does not renew
+        cache.insert("c", identity("c", Some(500)));
         assert_eq!(cache.len(), 2);
-        assert!(cache.get("live", 30).is_none());
-        assert!(cache.get("newer", 30).is_some());
+        assert!(cache.get("a", 30).is_none());
+        assert!(cache.get("b", 30).is_some());
+        assert!(cache.get("c", 30).is_some());
+    }
+
+    #[test]
+    fn a_stream_of_new_tokens_keeps_the_cache_at_capacity() {
+        let mut cache = TokenCache::new(8);
+        for i in 0..1000 {
+            cache.insert(&format!("t{i}"), identity("u", Some(500)));
+            assert!(cache.len() <= 8);
+            assert!(cache.order.len() <= 2 * 8, "{}", cache.order.len());
+        }
+        for i in 992..1000 {
+            assert!(cache.get(&format!("t{i}"), 30).is_some(), "t{i}");
+        }
+    }
+
+    #[test]
+    fn expiries_below_capacity_do_not_grow_the_order_without_bound() {
+        let mut cache = TokenCache::new(4);
+        for i in 0..1000u64 {
+            let token = format!("t{i}");
+            cache.insert(&token, identity("u", Some(i + 1)));
+            // Looked up after its expiry: dropped, leaving a stale item in `order`.
+            assert!(cache.get(&token, i + 1).is_none());
+            assert!(cache.order.len() <= 2 * 4 + 1, "{}", cache.order.len());
+        }
+        assert!(cache.is_empty());
     }
 
     #[test]
     fn zero_capacity_disables() {
         let mut cache = TokenCache::new(0);
         assert!(!cache.enabled());
-        cache.insert("t", identity("a", Some(500)), 1);
+        cache.insert("t", identity("a", Some(500)));
         assert!(cache.is_empty());
     }
 
     #[test]
     fn clear_forgets_everything() {
         let mut cache = TokenCache::new(2);
-        cache.insert("t", identity("a", Some(500)), 1);
+        cache.insert("t", identity("a", Some(500)));
         cache.clear();
         assert!(cache.get("t", 2).is_none());
     }

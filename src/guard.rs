@@ -92,10 +92,10 @@ impl Guard {
         if let Some(identity) = cache.get(token, now) {
             self.claims
                 .check_time(identity.expires, identity.not_before, now)?;
-            return Ok(identity.clone());
+            return Ok(identity);
         }
         let identity = self.verify(token, fetched, now)?;
-        cache.insert(token, identity.clone(), now);
+        cache.insert(token, identity.clone());
         Ok(identity)
     }
 
