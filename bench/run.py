@@ -776,7 +776,8 @@ def plot(summary: dict, scenarios: list[Scenario], configs: list[Config], path: 
     n = len(configs)
     width = 0.8 / n
     fig, ax = plt.subplots(figsize=(max(7.0, 2.6 * len(scenarios) + 2), 5.0))
-    colors = ["#9e9e9e", "#c5b358", "#4c72b0", "#55a868", "#dd5132"]
+    colors = {"none": "#9e9e9e", "noop": "#c5b358", "floor": "#8fb3de", "native": "#55a868",
+              "native_cache": "#dd5132", "guard": "#2b4c8c"}
     for j, cfg in enumerate(configs):
         xs, ys, lo, hi = [], [], [], []
         for i, sc in enumerate(scenarios):
@@ -787,7 +788,7 @@ def plot(summary: dict, scenarios: list[Scenario], configs: list[Config], path: 
             ys.append(row["cpu_us"])
             lo.append(row["cpu_us"] - min(row["cpu_us_all"]))
             hi.append(max(row["cpu_us_all"]) - row["cpu_us"])
-        bars = ax.bar(xs, ys, width * 0.95, label=cfg.label, color=colors[j % len(colors)],
+        bars = ax.bar(xs, ys, width * 0.95, label=cfg.label, color=colors[cfg.key],
                       yerr=[lo, hi] if any(lo) or any(hi) else None, capsize=2)
         ax.bar_label(bars, labels=[f"{y:.0f}" for y in ys], fontsize=7, padding=2)
     ax.set_xticks(range(len(scenarios)))

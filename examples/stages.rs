@@ -20,10 +20,16 @@ const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789";
 const NOW: u64 = 1_800_000_000;
 const ED_PRIVATE: &[u8] = include_bytes!("../tests/fixtures/unit/ed25519.pk8.der");
 const ED_X: &str = include_str!("../tests/fixtures/unit/ed25519.x.txt");
+const P256_PRIVATE: &[u8] = include_bytes!("../tests/fixtures/unit/p256.pk8.der");
+const P256_X: &str = include_str!("../tests/fixtures/unit/p256.x.txt");
+const P256_Y: &str = include_str!("../tests/fixtures/unit/p256.y.txt");
 const PATH: &[u8] = b"/api/Xo3mNqL8vR2sT5wY7zA1bC4dE6fG9hJ0/documents/42?view=full";
 
 fn guard() -> Guard {
-    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "ed"}]});
+    let jwks = json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": "ed"},
+        {"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "kid": "p256"},
+    ]});
     let mut keys = parse_jwks(&jwks).unwrap().keys;
     keys.push(Key::from_secret(SECRET).unwrap());
     Guard {
@@ -48,11 +54,16 @@ fn token(alg: Algorithm) -> String {
         "name": "Ada Lovelace", "email": "ada@example.com", "emailVerified": true,
     });
     let mut header = Header::new(alg);
-    let key = if alg == Algorithm::EdDSA {
-        header.kid = Some("ed".into());
-        EncodingKey::from_ed_der(ED_PRIVATE)
-    } else {
-        EncodingKey::from_secret(SECRET).unwrap()
+    let key = match alg {
+        Algorithm::EdDSA => {
+            header.kid = Some("ed".into());
+            EncodingKey::from_ed_der(ED_PRIVATE)
+        }
+        Algorithm::ES256 => {
+            header.kid = Some("p256".into());
+            EncodingKey::from_ec_der(P256_PRIVATE)
+        }
+        _ => EncodingKey::from_secret(SECRET).unwrap(),
     };
     encode(&header, &claims, &key).unwrap()
 }
@@ -76,17 +87,19 @@ fn main() {
     let guard = guard();
     let fetched = KeySet::default();
     let (hs, ed) = (token(Algorithm::HS256), token(Algorithm::EdDSA));
-    let ed_jws = token::decode(&ed).unwrap();
-
-    time("signature eddsa", 50, || {
-        let key = guard.keys.verify(
-            Some("ed"),
-            ed_jws.alg,
-            ed_jws.signing_input,
-            &ed_jws.signature,
-        );
-        black_box(key).unwrap();
-    });
+    let es = token(Algorithm::ES256);
+    for (name, token, kid) in [
+        ("signature eddsa", &ed, "ed"),
+        ("signature es256", &es, "p256"),
+    ] {
+        let jws = token::decode(token).unwrap();
+        time(name, 20, || {
+            let key = guard
+                .keys
+                .verify(Some(kid), jws.alg, jws.signing_input, &jws.signature);
+            black_box(key).unwrap();
+        });
+    }
     for (name, token, capacity) in [
         ("request hs256 uncached", &hs, 0),
         ("request eddsa uncached", &ed, 0),
