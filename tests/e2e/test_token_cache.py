@@ -5,7 +5,8 @@ distinct or failing tokens never hit."""
 
 import pytest
 
-from harness import assert_allowed, assert_denied, claims, mint
+from harness import (INLINE_SECRET, assert_allowed, assert_denied, claims, mint, start_envoy,
+                     stop_checked)
 
 HITS = "wasmcustom.jwt_guard.token_cache.hits"
 
@@ -58,3 +59,28 @@ def test_tampered_copy_of_cached_token_is_verified_afresh(guard, upstream, tampe
     assert resp.status == 401, resp
     assert resp.error_code() in ("bad_signature", "malformed_token"), resp
     assert hits(guard) == before
+
+
+@pytest.fixture(scope="module")
+def small_cache(module_path, workdir, upstream):
+    envoy = start_envoy("token-cache-3", {"secret": INLINE_SECRET, "token_cache_entries": 3},
+                        workdir, upstream)
+    yield envoy
+    stop_checked(envoy)
+
+
+def test_full_cache_evicts_the_oldest_insertion(small_cache, upstream):
+    a, b, c, d = (mint(claims(jti=f"cache-evict-{name}")) for name in "abcd")
+
+    def hit(token) -> bool:
+        before = hits(small_cache)
+        assert_allowed(small_cache.request(path="/api/alice/x", token=token), upstream,
+                       "alice")
+        return hits(small_cache) == before + 1
+
+    assert [hit(t) for t in (a, b, c)] == [False, False, False]
+    assert hit(a)            # a hit does not renew: a is still the oldest insertion
+    assert not hit(d)        # verified, cached, evicting a
+    assert not hit(a)        # verified afresh, cached again, evicting b
+    assert [hit(c), hit(d), hit(a)] == [True, True, True]
+    assert not hit(b)
