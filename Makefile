@@ -75,7 +75,7 @@ noop-filter: wasm-target
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
 FUZZ_SECONDS  ?= 60
-FUZZ_TARGETS  := token claims path_rules config
+FUZZ_TARGETS  := token claims path_rules config header_map
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
