@@ -16,10 +16,18 @@ STAMP    := $(VENV)/.installed
 
 .PHONY: build run test unit e2e lint fmt clean venv wasm-target bench bench-instructions bench-stages noop-filter fuzz
 
+# The proxy-wasm callbacks src/filter.rs uses. The SDK exports all of them and Envoy
+# calls every one exported (response headers, log, done: three calls into V8 for each
+# request that do nothing here), so the build keeps only these (tools/trim-exports).
+CALLBACKS := proxy_on_vm_start,proxy_on_configure,proxy_on_tick,proxy_on_http_call_response,$\
+	proxy_on_context_create,proxy_on_request_headers,proxy_on_request_body,$\
+	proxy_on_request_trailers,proxy_on_delete,proxy_on_memory_allocate
+
 ## build: compile the filter to target/jwt_guard.wasm
 build: wasm-target
 	cargo build --profile $(PROFILE) --target $(TARGET)
-	cp target/$(TARGET)/$(PROFILE)/jwt_guard.wasm $(MODULE)
+	cargo run --quiet -p trim-exports -- target/$(TARGET)/$(PROFILE)/jwt_guard.wasm \
+		$(MODULE) --keep $(CALLBACKS)
 	@echo "module: $(MODULE) ($$(stat -c %s $(MODULE)) bytes)"
 
 wasm-target:
@@ -40,7 +48,7 @@ run: build venv
 test: lint unit e2e
 
 unit:
-	cargo test --all-targets
+	cargo test --workspace --all-targets
 
 BA_DEPS  := tests/betterauth/node_modules/.package-lock.json
 
@@ -69,9 +77,15 @@ bench-stages: wasm-target
 	@node --no-warnings --no-liftoff bench/wasi-run.mjs \
 		target/$(TARGET)/release/examples/stages.wasm
 
-## noop-filter: the empty Wasm filter `make bench` compares against
+## noop-filter: the empty Wasm filter `make bench` compares against, trimmed as `build` is
+NOOP_BUILT := target/$(TARGET)/release/examples/noop_filter.wasm
+NOOP       := target/noop_filter.wasm
+NOOP_CALLBACKS := proxy_on_vm_start,proxy_on_context_create,proxy_on_request_headers,$\
+	proxy_on_delete,proxy_on_memory_allocate
 noop-filter: wasm-target
 	cargo build --release --target $(TARGET) --example noop_filter
+	cargo run --quiet -p trim-exports -- $(NOOP_BUILT) $(NOOP) \
+		--keep $(NOOP_CALLBACKS)
 
 ## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 60) on the nightly toolchain
 FUZZ_SECONDS  ?= 60
@@ -87,9 +101,9 @@ fuzz:
 ## lint: formatting, clippy (host and wasm) with warnings denied, 100 columns
 lint: wasm-target
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(TARGET) -- -D warnings
-	@! grep -rnE '^.{101,}' --include='*.rs' src tests examples fuzz/fuzz_targets || \
+	@! grep -rnE '^.{101,}' --include='*.rs' src tests examples tools fuzz/fuzz_targets || \
 		(echo "lines over 100 columns above" >&2; exit 1)
 
 fmt:

@@ -50,7 +50,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 LUA_SCRIPT = BENCH_DIR / "requests.lua"
-NOOP_MODULE = REPO / "target" / "wasm32-wasip1" / "release" / "examples" / "noop_filter.wasm"
+NOOP_MODULE = REPO / "target" / "noop_filter.wasm"  # make noop-filter
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 
 STAT_PREFIX = "bench"

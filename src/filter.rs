@@ -582,12 +582,16 @@ struct Stream {
     shared: Rc<Shared>,
 }
 
-impl Context for Stream {
-    fn on_done(&mut self) -> bool {
+impl Context for Stream {}
+
+// Envoy deletes the context when the stream ends, however it ends; the module does not
+// export `proxy_on_done` (Makefile, `CALLBACKS`), so a request still waiting for keys
+// is forgotten here.
+impl Drop for Stream {
+    fn drop(&mut self) {
         if let Ok(mut fetched) = self.shared.fetched.try_borrow_mut() {
             fetched.waiting.retain(|w| w.context_id != self.id);
         }
-        true
     }
 }
 
