@@ -21,10 +21,10 @@ pub struct TokenCache {
     capacity: usize,
     // The default hasher is SipHash with a key drawn per VM, so clients cannot aim
     // tokens at one bucket.
-    entries: HashMap<Rc<str>, Entry>,
+    entries: HashMap<Rc<[u8]>, Entry>,
     /// Insertion order. An entry removed since (expired, replaced) leaves a stale item
     /// here, recognised by its sequence number and skipped.
-    order: VecDeque<(u64, Rc<str>)>,
+    order: VecDeque<(u64, Rc<[u8]>)>,
     next_seq: u64,
     hits: u64,
 }
@@ -50,7 +50,7 @@ impl TokenCache {
     }
 
     /// The identity `token` proved, unless it has expired by `now` (then it is dropped).
-    pub fn get(&mut self, token: &str, now: u64) -> Option<Identity> {
+    pub fn get(&mut self, token: &[u8], now: u64) -> Option<Identity> {
         let entry = self.entries.get(token)?;
         if entry.identity.expires.is_some_and(|exp| exp > now as f64) {
             self.hits += 1;
@@ -70,13 +70,13 @@ impl TokenCache {
         if self.capacity == 0 || identity.expires.is_none() {
             return;
         }
-        self.entries.remove(token);
+        self.entries.remove(token.as_bytes());
         while self.entries.len() >= self.capacity {
             self.evict_oldest();
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let token: Rc<str> = Rc::from(token);
+        let token: Rc<[u8]> = Rc::from(token.as_bytes());
         self.order.push_back((seq, Rc::clone(&token)));
         self.entries.insert(token, Entry { identity, seq });
         // Stale items are dropped as eviction reaches them; should expiries keep the
@@ -132,8 +132,8 @@ mod tests {
     fn hit_returns_identity() {
         let mut cache = TokenCache::new(4);
         cache.insert("t1", identity("alice", Some(100)));
-        assert_eq!(cache.get("t1", 50).map(|i| i.user), Some("alice".into()));
-        assert!(cache.get("t2", 50).is_none());
+        assert_eq!(cache.get(b"t1", 50).map(|i| i.user), Some("alice".into()));
+        assert!(cache.get(b"t2", 50).is_none());
         assert_eq!(cache.hits(), 1);
     }
 
@@ -146,9 +146,9 @@ mod tests {
             &token[..token.len() - 1],
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lo",
         ] {
-            assert!(cache.get(other, 50).is_none(), "{other}");
+            assert!(cache.get(other.as_bytes(), 50).is_none(), "{other}");
         }
-        assert!(cache.get(token, 50).is_some());
+        assert!(cache.get(token.as_bytes(), 50).is_some());
     }
 
     #[test]
@@ -158,19 +158,19 @@ mod tests {
         cache.insert("t2", identity("bob", Some(100)));
         cache.insert("t1", identity("alice", Some(200)));
         assert_eq!(cache.len(), 2);
-        assert!(cache.get("t1", 150).is_some());
+        assert!(cache.get(b"t1", 150).is_some());
         // t1 was inserted last, so t2 is the oldest.
         cache.insert("t3", identity("carol", Some(100)));
-        assert!(cache.get("t2", 50).is_none());
-        assert!(cache.get("t1", 50).is_some());
-        assert!(cache.get("t3", 50).is_some());
+        assert!(cache.get(b"t2", 50).is_none());
+        assert!(cache.get(b"t1", 50).is_some());
+        assert!(cache.get(b"t3", 50).is_some());
     }
 
     #[test]
     fn entry_never_outlives_exp() {
         let mut cache = TokenCache::new(4);
         cache.insert("t1", identity("alice", Some(100)));
-        assert!(cache.get("t1", 100).is_none());
+        assert!(cache.get(b"t1", 100).is_none());
         assert!(cache.is_empty());
     }
 
@@ -186,12 +186,12 @@ mod tests {
         let mut cache = TokenCache::new(2);
         cache.insert("a", identity("a", Some(500)));
         cache.insert("b", identity("b", Some(500)));
-        assert!(cache.get("a", 30).is_some()); // a hit does not renew
+        assert!(cache.get(b"a", 30).is_some()); // a hit does not renew
         cache.insert("c", identity("c", Some(500)));
         assert_eq!(cache.len(), 2);
-        assert!(cache.get("a", 30).is_none());
-        assert!(cache.get("b", 30).is_some());
-        assert!(cache.get("c", 30).is_some());
+        assert!(cache.get(b"a", 30).is_none());
+        assert!(cache.get(b"b", 30).is_some());
+        assert!(cache.get(b"c", 30).is_some());
     }
 
     #[test]
@@ -203,7 +203,7 @@ mod tests {
             assert!(cache.order.len() <= 2 * 8, "{}", cache.order.len());
         }
         for i in 992..1000 {
-            assert!(cache.get(&format!("t{i}"), 30).is_some(), "t{i}");
+            assert!(cache.get(format!("t{i}").as_bytes(), 30).is_some(), "t{i}");
         }
     }
 
@@ -214,7 +214,7 @@ mod tests {
             let token = format!("t{i}");
             cache.insert(&token, identity("u", Some(i + 1)));
             // Looked up after its expiry: dropped, leaving a stale item in `order`.
-            assert!(cache.get(&token, i + 1).is_none());
+            assert!(cache.get(token.as_bytes(), i + 1).is_none());
             assert!(cache.order.len() <= 2 * 4 + 1, "{}", cache.order.len());
         }
         assert!(cache.is_empty());
@@ -233,6 +233,6 @@ mod tests {
         let mut cache = TokenCache::new(2);
         cache.insert("t", identity("a", Some(500)));
         cache.clear();
-        assert!(cache.get("t", 2).is_none());
+        assert!(cache.get(b"t", 2).is_none());
     }
 }

@@ -52,7 +52,8 @@ pub struct Guard {
 impl Guard {
     /// Decides `request` at `now` (seconds since the epoch); `fetched` holds the keys
     /// of a remote JWKS, if one is configured, beside the configured ones, and `cache`
-    /// the tokens this worker already verified.
+    /// the tokens this worker already verified. A cache belongs to one guard: a token
+    /// found in it is taken as this guard's verdict on it.
     pub fn check(
         &self,
         request: &Request<'_>,
@@ -66,8 +67,8 @@ impl Guard {
             return Ok(Allowed::Anonymous);
         }
 
-        let token = extract::bearer_token(request.authorization, self.max_token_bytes)?;
-        let identity = self.authenticate(token, fetched, cache, now)?;
+        let credentials = extract::bearer_credentials(request.authorization)?;
+        let identity = self.authenticate(credentials, fetched, cache, now)?;
 
         if let Access::User(owner) = access {
             if owner != identity.user.as_bytes() {
@@ -77,22 +78,29 @@ impl Guard {
         Ok(Allowed::User(identity))
     }
 
-    /// The identity a token proves: from the cache when it was verified before (its
-    /// validity window checked again), else by [`Guard::verify`].
+    /// The identity the bearer `credentials` prove: from the cache when they are a token
+    /// verified before (its validity window checked again), else by [`Guard::verify`].
+    ///
+    /// The cache is asked before the credentials are checked to be a token: it holds
+    /// only tokens that passed [`extract::token68`] and compares them byte for byte, so a
+    /// hit is such a token, and a hit skips a scan of every byte of it.
     fn authenticate(
         &self,
-        token: &str,
+        credentials: &[u8],
         fetched: &KeySet,
         cache: &mut TokenCache,
         now: u64,
     ) -> Result<Identity, Denial> {
+        if cache.enabled() {
+            if let Some(identity) = cache.get(credentials, now) {
+                self.claims
+                    .check_time(identity.expires, identity.not_before, now)?;
+                return Ok(identity);
+            }
+        }
+        let token = extract::token68(credentials, self.max_token_bytes)?;
         if !cache.enabled() {
             return self.verify(token, fetched, now);
-        }
-        if let Some(identity) = cache.get(token, now) {
-            self.claims
-                .check_time(identity.expires, identity.not_before, now)?;
-            return Ok(identity);
         }
         let identity = self.verify(token, fetched, now)?;
         cache.insert(token, identity.clone());
@@ -452,6 +460,32 @@ mod tests {
         // And the entry dies with the token.
         let late = check_cached(&keyless, &mut cache, "/api/alice", &token, NOW + 900 + 61);
         assert_eq!(late, Err(Denial::UnknownKey));
+    }
+
+    #[test]
+    fn warm_cache_still_refuses_what_is_not_a_token() {
+        let mut cache = TokenCache::new(8);
+        let token = hs256(alice());
+        let first = check_cached(&guard(), &mut cache, "/api/alice", &token, NOW);
+        assert_eq!(user_of(first), Ok("alice".into()));
+        for bad in [
+            format!("{token},"),
+            format!("{token} {token}"),
+            format!("{token}\u{e9}"),
+            format!("{token}\u{0}"),
+            String::new(),
+        ] {
+            assert_eq!(
+                check_cached(&guard(), &mut cache, "/api/alice", &bad, NOW),
+                Err(Denial::InvalidAuthorization)
+            );
+        }
+        let too_long = format!("{token}{}", "A".repeat(8192));
+        assert_eq!(
+            check_cached(&guard(), &mut cache, "/api/alice", &too_long, NOW),
+            Err(Denial::TokenTooLarge)
+        );
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

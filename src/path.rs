@@ -5,13 +5,18 @@
 //! slashes, `;` parameters, a second decoding) is refused here, so the segments this
 //! filter matches are the segments the upstream serves.
 
+use std::borrow::Cow;
+
 use crate::denial::Denial;
+
+/// One decoded path segment: borrowed from the request when it held no `%` escape.
+pub type Segment<'a> = Cow<'a, [u8]>;
 
 /// The decoded segments of a request path, without the query string.
 ///
 /// The root `/` has no segments, and a single trailing `/` is not a segment: `/a/b/`
 /// and `/a/b` both give `["a", "b"]`.
-pub fn segments(target: &[u8]) -> Result<Vec<Vec<u8>>, Denial> {
+pub fn segments(target: &[u8]) -> Result<Vec<Segment<'_>>, Denial> {
     let path = match target.iter().position(|&b| b == b'?') {
         Some(end) => &target[..end],
         None => target,
@@ -25,13 +30,21 @@ pub fn segments(target: &[u8]) -> Result<Vec<Vec<u8>>, Denial> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
-    path.split(|&b| b == b'/').map(segment).collect()
+    // Room for the usual depth up front, rather than growing the vector as it fills.
+    let mut segments = Vec::with_capacity(8);
+    for raw in path.split(|&b| b == b'/') {
+        segments.push(segment(raw)?);
+    }
+    Ok(segments)
 }
 
 /// Decodes one raw segment exactly once, refusing anything with a second meaning.
-fn segment(raw: &[u8]) -> Result<Vec<u8>, Denial> {
+fn segment(raw: &[u8]) -> Result<Segment<'_>, Denial> {
     if raw.is_empty() || raw.iter().any(|&b| refused_raw(b)) {
         return Err(Denial::AmbiguousPath);
+    }
+    if !raw.contains(&b'%') {
+        return checked(raw).map(Cow::Borrowed);
     }
     let mut decoded = Vec::with_capacity(raw.len());
     let mut bytes = raw.iter();
@@ -49,7 +62,13 @@ fn segment(raw: &[u8]) -> Result<Vec<u8>, Denial> {
         }
         decoded.push(byte);
     }
-    if decoded == b"." || decoded == b".." || std::str::from_utf8(&decoded).is_err() {
+    checked(&decoded)?;
+    Ok(Cow::Owned(decoded))
+}
+
+/// Refuses a decoded segment that is a dot segment or not UTF-8.
+fn checked(decoded: &[u8]) -> Result<&[u8], Denial> {
+    if decoded == b"." || decoded == b".." || std::str::from_utf8(decoded).is_err() {
         return Err(Denial::AmbiguousPath);
     }
     Ok(decoded)
@@ -82,7 +101,7 @@ mod tests {
     fn segs(path: &str) -> Result<Vec<String>, Denial> {
         segments(path.as_bytes()).map(|s| {
             s.into_iter()
-                .map(|v| String::from_utf8(v).unwrap())
+                .map(|v| String::from_utf8(v.into_owned()).unwrap())
                 .collect()
         })
     }

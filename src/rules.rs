@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::path::Segment;
+
 /// What a path requires of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,7 +122,7 @@ impl Rule {
     ///
     /// `public` rules match literals exactly; `token` and `user` rules ignore ASCII
     /// letter case, so a case-insensitive upstream cannot be reached around them.
-    fn matches<'p>(&self, segments: &'p [Vec<u8>]) -> Option<Option<&'p [u8]>> {
+    fn matches<'p>(&self, segments: &'p [Segment<'_>]) -> Option<Option<&'p [u8]>> {
         let exact = self.require == Require::Public;
         let mut captured = None;
         let mut rest = segments.iter();
@@ -130,9 +132,9 @@ impl Rule {
             }
             let seg = rest.next()?;
             match part {
-                Part::Literal(lit) if exact && lit != seg => return None,
+                Part::Literal(lit) if exact && lit[..] != seg[..] => return None,
                 Part::Literal(lit) if !lit.eq_ignore_ascii_case(seg) => return None,
-                Part::Capture => captured = Some(seg.as_slice()),
+                Part::Capture => captured = Some(&seg[..]),
                 _ => {}
             }
         }
@@ -161,7 +163,7 @@ impl Rules {
     }
 
     /// The access `segments` need. A path no rule matches needs a token.
-    pub fn access<'p>(&self, segments: &'p [Vec<u8>]) -> Access<'p> {
+    pub fn access<'p>(&self, segments: &'p [Segment<'_>]) -> Access<'p> {
         for rule in &self.0 {
             if let Some(captured) = rule.matches(segments) {
                 return match (rule.require, captured) {
