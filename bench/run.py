@@ -694,6 +694,7 @@ def summarise(samples: list[Sample], scenarios: list[Scenario], configs: list[Co
                     if base:
                         ratios.append(s.cpu_us_per_req / base[0].cpu_us_per_req)
                 row[f"vs_{ref}"] = median(ratios) if ratios else None
+                row[f"vs_{ref}_rounds"] = ratios
             rows[cfg.key] = row
         out[sc.id] = rows
     return out
@@ -701,6 +702,36 @@ def summarise(samples: list[Sample], scenarios: list[Scenario], configs: list[Co
 
 def fmt_ratio(value) -> str:
     return "–" if value is None else f"{value:.2f}×"
+
+
+# Issue 5's goals: (scenario, reference configuration, largest ratio of jwt-guard to it).
+GOALS = [
+    (1, "native", 0.85),
+    (1, "native_cache", 1.0),
+    (2, "native_cache", 1.0),
+    (3, "native", 2.0),
+]
+MODULE_GOAL_BYTES = 600_000
+
+
+def render_goals(summary: dict, module_bytes: int) -> list[str]:
+    """The goals table: each goal's median ratio, its per-round range, and whether the
+    median meets it. A goal whose configurations did not run is left out."""
+    lines = ["## Against the goals", "",
+             "| goal | median | per round | met |", "|---|---:|---|---|"]
+    for scenario, ref, limit in GOALS:
+        row = summary.get(scenario, {}).get("guard")
+        if not row or row.get(f"vs_{ref}") is None:
+            continue
+        value, rounds = row[f"vs_{ref}"], row[f"vs_{ref}_rounds"]
+        label = CONFIG_BY_KEY[ref].label
+        lines.append(f"| scenario {scenario}: ≤ {limit:.2f}× {label} | {fmt_ratio(value)} | "
+                     f"{min(rounds):.2f}–{max(rounds):.2f}× | "
+                     f"{'yes' if value <= limit else 'no'} |")
+    lines.append(f"| module ≤ {MODULE_GOAL_BYTES:,} bytes | {module_bytes:,} | | "
+                 f"{'yes' if module_bytes <= MODULE_GOAL_BYTES else 'no'} |")
+    lines.append("")
+    return lines
 
 
 def render_markdown(meta: dict, summary: dict, scenarios: list[Scenario],
@@ -736,6 +767,7 @@ def render_markdown(meta: dict, summary: dict, scenarios: list[Scenario],
         lines.append(f"| start-up cost of the module | "
                      f"{(median(startup['guard']) - median(startup['none'])) * 1000:+.0f} ms |")
     lines.append("")
+    lines.extend(render_goals(summary, module_bytes))
     for sc in scenarios:
         rows = summary.get(sc.id, {})
         lines.append(f"## Scenario {sc.id}: {sc.title}")
