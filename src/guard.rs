@@ -99,11 +99,10 @@ impl Guard {
             }
         }
         let token = extract::token68(credentials, self.max_token_bytes)?;
-        if !cache.enabled() {
-            return self.verify(token, fetched, now);
-        }
         let identity = self.verify(token, fetched, now)?;
-        cache.insert(token, identity.clone());
+        if cache.enabled() {
+            cache.insert(token, identity.clone());
+        }
         Ok(identity)
     }
 
